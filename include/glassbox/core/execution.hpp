@@ -1,0 +1,294 @@
+// glassbox: how algorithms call models. One dispatch, used by every module, that sends
+// batches through a model's batched members when it has them, runs batches on several threads
+// when the model declares itself thread-safe, reports progress, honours cancellation, and
+// checks every output for NaN/Inf. Results never depend on batch size or thread count.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <cstddef>
+#include <exception>
+#include <mutex>
+#include <span>
+#include <stop_token>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "glassbox/core/error.hpp"
+#include "glassbox/core/model.hpp"
+#include "glassbox/core/progress.hpp"
+#include "glassbox/core/target.hpp"
+#include "glassbox/core/types.hpp"
+
+namespace glassbox {
+
+/// How an algorithm evaluates its model: batch size, threads, progress and cancellation.
+struct execution_options {
+  std::size_t batch_size = 32;  ///< inputs per model call when the model has batched members
+  std::size_t threads = 0;      ///< worker threads if the model is thread-safe; 0 = all hardware threads
+  progress_callback on_progress;  ///< called after each finished batch; return false to cancel
+  std::stop_token stop;           ///< cancels when a stop is requested
+};
+
+namespace detail {
+
+/// The number of worker threads to use for `exec` on a model that is (or is not) thread-safe.
+inline std::size_t worker_count(const execution_options& exec, bool thread_safe) {
+  if (!thread_safe) return 1;
+  if (exec.threads != 0) return exec.threads;
+  return std::max<std::size_t>(1, std::thread::hardware_concurrency());
+}
+
+/// Runs batch_fn(begin, end) over [0, n) in batches of exec.batch_size, on up to `workers`
+/// threads, reporting progress in items and throwing glassbox::cancelled on request. Each batch
+/// is processed by exactly one call; the order of calls is unspecified, so batch_fn writes its
+/// results by index.
+template <class BatchFn>
+void run_batches(std::size_t n, const execution_options& exec, std::size_t workers, std::string_view stage,
+                 BatchFn&& batch_fn) {
+  require(exec.batch_size >= 1, "glassbox::{}: batch_size must be >= 1, got 0", stage);
+  progress_reporter reporter(exec.on_progress, exec.stop, n, stage);
+  reporter.check();
+  const std::size_t batches = (n + exec.batch_size - 1) / exec.batch_size;
+  auto bounds = [&](std::size_t b) {
+    const std::size_t begin = b * exec.batch_size;
+    return std::pair{begin, std::min(n, begin + exec.batch_size)};
+  };
+  workers = std::min(workers, batches);
+  if (workers <= 1) {
+    for (std::size_t b = 0; b < batches; ++b) {
+      const auto [begin, end] = bounds(b);
+      batch_fn(begin, end);
+      reporter.advance(end - begin);
+    }
+    return;
+  }
+  std::atomic<std::size_t> next{0};
+  std::atomic<bool> halt{false};
+  std::mutex mutex;
+  std::condition_variable finished_one;
+  std::size_t finished_items = 0, finished_batches = 0;
+  std::exception_ptr failure;
+  {
+    std::vector<std::jthread> pool;
+    pool.reserve(workers);
+    for (std::size_t w = 0; w < workers; ++w) {
+      pool.emplace_back([&] {
+        while (!halt.load()) {
+          const std::size_t b = next.fetch_add(1);
+          if (b >= batches) break;
+          const auto [begin, end] = bounds(b);
+          try {
+            batch_fn(begin, end);
+          } catch (...) {
+            std::lock_guard lock(mutex);
+            if (!failure) failure = std::current_exception();
+            halt = true;
+          }
+          std::lock_guard lock(mutex);
+          finished_items += end - begin;
+          ++finished_batches;
+          finished_one.notify_one();
+        }
+      });
+    }
+    std::size_t reported = 0;
+    std::unique_lock lock(mutex);
+    while (true) {
+      finished_one.wait(lock, [&] { return finished_items != reported || finished_batches == batches || halt; });
+      if (failure || finished_batches == batches) break;
+      if (finished_items != reported) {
+        const std::size_t delta = finished_items - reported;
+        reported = finished_items;
+        lock.unlock();
+        try {
+          reporter.advance(delta);
+        } catch (...) {
+          halt = true;
+          lock.lock();
+          if (!failure) failure = std::current_exception();
+          break;
+        }
+        lock.lock();
+      }
+      if (halt) break;
+    }
+    lock.unlock();
+  }  // joins the workers
+  if (failure) std::rethrow_exception(failure);
+  if (reporter.done() < n) reporter.advance(n - reporter.done());
+}
+
+/// Throws model_error if `values` holds a NaN or Inf, naming the caller and the evaluation.
+inline void check_finite(const float* values, std::size_t count, std::size_t columns, std::string_view caller,
+                         std::size_t evaluation, std::string_view what = "logits") {
+  for (std::size_t i = 0; i < count; ++i) {
+    if (!std::isfinite(values[i]))
+      fail<model_error>("glassbox::{}: the model returned {} in its {} at evaluation {} (row {}, column {})", caller,
+                        values[i], what, evaluation, i / columns, i % columns);
+  }
+}
+
+/// The logits rows `t` reads for one input, computed as cheaply as the model allows.
+template <class M>
+tensor2 target_rows(const M& model, token_span tokens, const target& t, std::string_view caller,
+                    std::size_t evaluation) {
+  tensor2 rows_logits;
+  if constexpr (concepts::has_logits_at<M>) {
+    const auto rows = t.rows(model.output_rows(tokens.size()));
+    rows_logits = model.logits_at(tokens, rows);
+  } else {
+    const tensor2 logits = model.logits(tokens);
+    const auto rows = t.rows(logits.shape(0));
+    rows_logits = tensor2({rows.size(), logits.shape(1)});
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      require<shape_error>(rows[i] < logits.shape(0), "glassbox::{}: row {} outside {} rows of logits", caller, rows[i],
+                           logits.shape(0));
+      std::copy_n(logits.data() + rows[i] * logits.shape(1), logits.shape(1), rows_logits.data() + i * logits.shape(1));
+    }
+  }
+  check_finite(rows_logits.data(), rows_logits.size(), std::max<std::size_t>(1, rows_logits.shape(1)), caller,
+               evaluation);
+  return rows_logits;
+}
+
+}  // namespace detail
+
+/// Evaluates target `t` on every token sequence of `inputs`: one value per input, identical for
+/// any batch size and thread count. Uses `logits_batch` for runs of equal-length inputs when the
+/// model has it. `caller` names the algorithm in errors and progress reports.
+template <Model M>
+std::vector<double> evaluate_target(const M& model, std::span<const token_sequence> inputs, const target& t,
+                                    const execution_options& exec = {}, std::string_view caller = "evaluate_target") {
+  std::vector<double> values(inputs.size());
+  detail::run_batches(inputs.size(), exec, detail::worker_count(exec, is_thread_safe<M>()), caller,
+                      [&](std::size_t begin, std::size_t end) {
+                        if constexpr (concepts::has_logits_batch<M> && concepts::has_output_rows<M>) {
+                          const std::size_t len = inputs[begin].size();
+                          const bool equal = std::all_of(inputs.begin() + static_cast<std::ptrdiff_t>(begin),
+                                                         inputs.begin() + static_cast<std::ptrdiff_t>(end),
+                                                         [&](const auto& s) { return s.size() == len; });
+                          if (equal && end - begin > 1) {
+                            token_matrix batch({end - begin, len});
+                            for (std::size_t i = begin; i < end; ++i)
+                              std::copy(inputs[i].begin(), inputs[i].end(), batch.data() + (i - begin) * len);
+                            const auto rows = t.rows(model.output_rows(len));
+                            const tensor3 out = model.logits_batch(batch, rows);
+                            const std::size_t p = out.shape(1), v = out.shape(2);
+                            detail::require<model_error>(out.shape(0) == end - begin && p == rows.size(),
+                                                 "glassbox::{}: logits_batch returned {} x {} rows, expected {} x {}",
+                                                 caller, out.shape(0), p, end - begin, rows.size());
+                            for (std::size_t i = begin; i < end; ++i) {
+                              tensor2 one({p, v});
+                              std::copy_n(out.data() + (i - begin) * p * v, p * v, one.data());
+                              detail::check_finite(one.data(), one.size(), std::max<std::size_t>(1, v), caller, i);
+                              values[i] = t.value(one);
+                            }
+                            return;
+                          }
+                        }
+                        for (std::size_t i = begin; i < end; ++i)
+                          values[i] = t.value(detail::target_rows(model, inputs[i], t, caller, i));
+                      });
+  return values;
+}
+
+/// Evaluates target `t` on every embedding matrix of `inputs` ([T, d] each), through the
+/// model's batched member when it has one and the shapes agree.
+template <EmbeddingModel M>
+std::vector<double> evaluate_target_on_embeddings(const M& model, std::span<const tensor2> inputs, const target& t,
+                                                  const execution_options& exec = {},
+                                                  std::string_view caller = "evaluate_target_on_embeddings") {
+  std::vector<double> values(inputs.size());
+  detail::run_batches(
+      inputs.size(), exec, detail::worker_count(exec, is_thread_safe<M>()), caller,
+      [&](std::size_t begin, std::size_t end) {
+        if constexpr (concepts::has_logits_from_embeddings_batch<M> && concepts::has_output_rows<M>) {
+          const auto shape = inputs[begin].shape();
+          const bool equal = std::all_of(inputs.begin() + static_cast<std::ptrdiff_t>(begin),
+                                         inputs.begin() + static_cast<std::ptrdiff_t>(end),
+                                         [&](const auto& e) { return e.shape() == shape; });
+          if (equal && end - begin > 1) {
+            tensor3 batch({end - begin, shape[0], shape[1]});
+            for (std::size_t i = begin; i < end; ++i)
+              std::copy_n(inputs[i].data(), inputs[i].size(), batch.data() + (i - begin) * inputs[i].size());
+            const auto rows = t.rows(model.output_rows(shape[0]));
+            const tensor3 out = model.logits_from_embeddings_batch(batch, rows);
+            const std::size_t p = out.shape(1), v = out.shape(2);
+            detail::require<model_error>(out.shape(0) == end - begin && p == rows.size(),
+                                 "glassbox::{}: logits_from_embeddings_batch returned {} x {} rows, expected {} x {}",
+                                 caller, out.shape(0), p, end - begin, rows.size());
+            for (std::size_t i = begin; i < end; ++i) {
+              tensor2 one({p, v});
+              std::copy_n(out.data() + (i - begin) * p * v, p * v, one.data());
+              detail::check_finite(one.data(), one.size(), std::max<std::size_t>(1, v), caller, i);
+              values[i] = t.value(one);
+            }
+            return;
+          }
+        }
+        for (std::size_t i = begin; i < end; ++i) {
+          const tensor2 logits = model.logits_from_embeddings(inputs[i]);
+          detail::check_finite(logits.data(), logits.size(), std::max<std::size_t>(1, logits.shape(1)), caller, i);
+          values[i] = t.value_of(logits);
+        }
+      });
+  return values;
+}
+
+/// The value of `seed`'s scalar and its gradient w.r.t. each embedding matrix of `inputs`, through
+/// `embedding_gradient_batch` when the model has it and the shapes agree.
+template <DifferentiableModel M>
+std::vector<value_and_gradient<tensor2>> embedding_gradients(const M& model, std::span<const tensor2> inputs,
+                                                             const output_seed& seed,
+                                                             const execution_options& exec = {},
+                                                             std::string_view caller = "embedding_gradients") {
+  std::vector<value_and_gradient<tensor2>> out(inputs.size());
+  auto check = [&](const value_and_gradient<tensor2>& g, std::size_t i) {
+    detail::require<model_error>(std::isfinite(g.value), "glassbox::{}: the model returned a target value of {} at evaluation {}",
+                         caller, g.value, i);
+    detail::check_finite(g.gradient.data(), g.gradient.size(), std::max<std::size_t>(1, g.gradient.shape(1)), caller, i,
+                         "embedding gradient");
+  };
+  detail::run_batches(
+      inputs.size(), exec, detail::worker_count(exec, is_thread_safe<M>()), caller,
+      [&](std::size_t begin, std::size_t end) {
+        if constexpr (concepts::has_embedding_gradient_batch<M>) {
+          const auto shape = inputs[begin].shape();
+          const bool equal = std::all_of(inputs.begin() + static_cast<std::ptrdiff_t>(begin),
+                                         inputs.begin() + static_cast<std::ptrdiff_t>(end),
+                                         [&](const auto& e) { return e.shape() == shape; });
+          if (equal && end - begin > 1) {
+            tensor3 batch({end - begin, shape[0], shape[1]});
+            for (std::size_t i = begin; i < end; ++i)
+              std::copy_n(inputs[i].data(), inputs[i].size(), batch.data() + (i - begin) * inputs[i].size());
+            const batch_gradient_result r = model.embedding_gradient_batch(batch, seed);
+            detail::require<model_error>(r.values.size() == end - begin && r.gradients.shape(0) == end - begin,
+                                 "glassbox::{}: embedding_gradient_batch returned {} values for {} inputs", caller,
+                                 r.values.size(), end - begin);
+            for (std::size_t i = begin; i < end; ++i) {
+              out[i].value = r.values[i - begin];
+              out[i].gradient = tensor2({shape[0], shape[1]});
+              std::copy_n(r.gradients.data() + (i - begin) * inputs[i].size(), inputs[i].size(),
+                          out[i].gradient.data());
+              check(out[i], i);
+            }
+            return;
+          }
+        }
+        for (std::size_t i = begin; i < end; ++i) {
+          out[i] = model.embedding_gradient(inputs[i], seed);
+          detail::require<model_error>(out[i].gradient.shape() == inputs[i].shape(),
+                               "glassbox::{}: embedding_gradient returned a {} x {} gradient for {} x {} embeddings",
+                               caller, out[i].gradient.shape(0), out[i].gradient.shape(1), inputs[i].shape(0),
+                               inputs[i].shape(1));
+          check(out[i], i);
+        }
+      });
+  return out;
+}
+
+}  // namespace glassbox
