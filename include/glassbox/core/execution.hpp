@@ -29,8 +29,8 @@ namespace glassbox {
 struct execution_options {
   std::size_t batch_size = 32;  ///< inputs per model call when the model has batched members
   std::size_t threads = 0;      ///< worker threads if the model is thread-safe; 0 = all hardware threads
-  progress_callback on_progress;  ///< called after each finished batch; return false to cancel
-  std::stop_token stop;           ///< cancels when a stop is requested
+  progress_callback on_progress{};  ///< called after each finished batch; return false to cancel
+  std::stop_token stop{};           ///< cancels when a stop is requested
 };
 
 namespace detail {
