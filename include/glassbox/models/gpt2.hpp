@@ -1,0 +1,1635 @@
+// glassbox: the reference GPT-2, in pure Eigen, with an exact forward and backward pass, serving
+// every rung of the model ladder (core/model.hpp). It runs public GPT-2 checkpoints unchanged.
+//
+//   h_0 = wte[ids] + wpe[0..T)                                   (index 0 of the residual stream)
+//   block i (0-based) maps index i to i + 1:
+//     m = h + attn(ln_1(h)),   attn: c_attn [d, 3d] -> q, k, v; per head softmax(q k^T / sqrt(d/H)),
+//                                     causal; heads concatenated; c_proj [d, d]
+//     h' = m + mlp(ln_2(m)),   mlp: c_fc [d, 4d], 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), c_proj [4d, d]
+//   logits = ln_f(h_L) wte^T                                      (tied; an untied lm_head if the checkpoint has one)
+//
+// Linear weights are stored input-major [d_in, d_out], as GPT-2's Conv1D. Everything runs on
+// whole sequences and whole batches: a batch is one stacked matrix per linear layer (rows = all
+// tokens of all sequences). docs/gpt2.md documents the semantics of every member, the parameter
+// layout, loading, and how to build it fast (OpenMP, -march=native).
+//
+// basic_gpt2<Scalar> is the implementation; `gpt2` (float) is the model users load. The double
+// instantiation exists so that the tests check every gradient by finite differences in double.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "glassbox/core/error.hpp"
+#include "glassbox/core/model.hpp"
+#include "glassbox/core/random.hpp"
+#include "glassbox/core/target.hpp"
+#include "glassbox/core/types.hpp"
+#include "glassbox/detail/xtensor.hpp"
+#include "glassbox/models/detail/gpt2_kernels.hpp"
+
+namespace glassbox::models {
+
+/// The hyperparameters of a GPT-2, with the names of the public GPT-2 config.json.
+struct gpt2_config {
+  std::size_t n_layer = 12;           ///< transformer blocks L
+  std::size_t n_head = 12;            ///< attention heads H per block
+  std::size_t n_embd = 768;           ///< residual width d (a multiple of n_head)
+  std::size_t n_positions = 1024;     ///< longest sequence (rows of wpe)
+  std::size_t vocab_size = 50257;     ///< token ids V (rows of wte)
+  std::size_t n_inner = 0;            ///< MLP width; 0 means 4 * n_embd (as GPT-2's null)
+  double layer_norm_epsilon = 1e-5;   ///< LayerNorm epsilon
+  bool tie_word_embeddings = true;    ///< unembedding = wte^T; false: a separate lm_head.weight [V, d]
+  std::optional<token_id> pad_token_id;  ///< the model's "absent" token, if it has one (GPT-2 has none)
+
+  /// The configuration of the public GPT-2 small checkpoint (124M parameters).
+  static gpt2_config gpt2_small() { return {}; }
+
+  /// The MLP width (n_inner, or 4 * n_embd when n_inner is 0).
+  std::size_t inner() const { return n_inner == 0 ? 4 * n_embd : n_inner; }
+  /// The width of one head, n_embd / n_head.
+  std::size_t head_width() const { return n_head == 0 ? 0 : n_embd / n_head; }
+
+  /// Throws E naming `who` when a value is out of range or n_embd is not a multiple of n_head.
+  template <class E = shape_error>
+  void validate(std::string_view who = "glassbox::models::gpt2_config") const {
+    auto positive = [&](std::size_t v, std::string_view name) {
+      detail::require<E>(v >= 1, "{}: {} must be >= 1, got {}", who, name, v);
+    };
+    positive(n_layer, "n_layer");
+    positive(n_head, "n_head");
+    positive(n_embd, "n_embd");
+    positive(n_positions, "n_positions");
+    positive(vocab_size, "vocab_size");
+    detail::require<E>(n_embd % n_head == 0, "{}: n_embd must be divisible by n_head ({}), got {}", who, n_head,
+                       n_embd);
+    detail::require<E>(std::isfinite(layer_norm_epsilon) && layer_norm_epsilon > 0,
+                       "{}: layer_norm_epsilon must be > 0, got {}", who, layer_norm_epsilon);
+    if (pad_token_id)
+      detail::require<E>(*pad_token_id >= 0 && static_cast<std::size_t>(*pad_token_id) < vocab_size,
+                         "{}: pad_token_id must be in [0, {}), got {}", who, vocab_size, *pad_token_id);
+  }
+
+  friend bool operator==(const gpt2_config&, const gpt2_config&) = default;
+};
+
+/// One tensor of the flat parameter buffer: its public GPT-2 name, shape and where it starts.
+struct gpt2_parameter_info {
+  std::string name;                ///< e.g. "h.0.attn.c_attn.weight" (no "transformer." prefix)
+  std::vector<std::size_t> shape;  ///< e.g. {d, 3d}, row-major
+  std::size_t offset = 0;          ///< index of its first element in parameters()
+  std::size_t size = 0;            ///< product of the shape
+};
+
+/// The parameter tensors of a GPT-2 in the order of the flat buffer: wte, wpe, then per block
+/// ln_1 (weight, bias), attn.c_attn (weight, bias), attn.c_proj, ln_2, mlp.c_fc, mlp.c_proj, then
+/// ln_f, then lm_head.weight when the head is untied.
+inline std::vector<gpt2_parameter_info> gpt2_parameter_table(const gpt2_config& c) {
+  const std::size_t d = c.n_embd, f = c.inner();
+  std::vector<gpt2_parameter_info> table;
+  std::size_t offset = 0;
+  auto add = [&](std::string name, std::vector<std::size_t> shape) {
+    std::size_t size = 1;
+    for (auto s : shape) size *= s;
+    table.push_back({std::move(name), std::move(shape), offset, size});
+    offset += size;
+  };
+  add("wte.weight", {c.vocab_size, d});
+  add("wpe.weight", {c.n_positions, d});
+  for (std::size_t i = 0; i < c.n_layer; ++i) {
+    const std::string p = fmt::format("h.{}.", i);
+    add(p + "ln_1.weight", {d});
+    add(p + "ln_1.bias", {d});
+    add(p + "attn.c_attn.weight", {d, 3 * d});
+    add(p + "attn.c_attn.bias", {3 * d});
+    add(p + "attn.c_proj.weight", {d, d});
+    add(p + "attn.c_proj.bias", {d});
+    add(p + "ln_2.weight", {d});
+    add(p + "ln_2.bias", {d});
+    add(p + "mlp.c_fc.weight", {d, f});
+    add(p + "mlp.c_fc.bias", {f});
+    add(p + "mlp.c_proj.weight", {f, d});
+    add(p + "mlp.c_proj.bias", {d});
+  }
+  add("ln_f.weight", {d});
+  add("ln_f.bias", {d});
+  if (!c.tie_word_embeddings) add("lm_head.weight", {c.vocab_size, d});
+  return table;
+}
+
+/// A scalar of a model's output rows and its derivative, in the model's own precision: the
+/// counterpart of output_seed for basic_gpt2<double> (and for float callers who want it).
+template <class Scalar>
+class basic_output_seed {
+ public:
+  /// Output rows read, ascending, for an output of n rows.
+  using rows_function = std::function<std::vector<std::size_t>(std::size_t n_rows)>;
+  /// Value from the rows' logits [P, V]; writes the derivative into d_row_logits (resized by the callee).
+  using value_function =
+      std::function<double(const xt::xtensor<Scalar, 2>& row_logits, xt::xtensor<Scalar, 2>& d_row_logits)>;
+
+  /// A seed from its two functions.
+  basic_output_seed(rows_function rows, value_function value) : rows_(std::move(rows)), value_(std::move(value)) {}
+
+  /// The rows the scalar reads.
+  std::vector<std::size_t> rows(std::size_t n_rows) const { return rows_(n_rows); }
+
+  /// The scalar's value; writes d value / d row_logits into d_row_logits.
+  double operator()(const xt::xtensor<Scalar, 2>& row_logits, xt::xtensor<Scalar, 2>& d_row_logits) const {
+    const double v = value_(row_logits, d_row_logits);
+    detail::require<shape_error>(d_row_logits.shape() == row_logits.shape(),
+                                 "glassbox::basic_output_seed: the derivative has {} x {} entries, the logits {} x {}",
+                                 d_row_logits.shape(0), d_row_logits.shape(1), row_logits.shape(0),
+                                 row_logits.shape(1));
+    return v;
+  }
+
+ private:
+  rows_function rows_;
+  value_function value_;
+};
+
+/// attention_gradient_result in the model's precision.
+template <class Scalar>
+struct basic_attention_gradient_result {
+  double value = 0;                    ///< the scalar
+  xt::xtensor<Scalar, 4> attentions;   ///< [L, H, T, T]
+  xt::xtensor<Scalar, 4> gradient;     ///< d scalar / d attentions, [L, H, T, T]
+};
+
+/// batch_gradient_result in the model's precision.
+template <class Scalar>
+struct basic_batch_gradient_result {
+  std::vector<double> values;          ///< one per input
+  xt::xtensor<Scalar, 3> gradients;    ///< [B, T, d]
+};
+
+/// linear_layer_statistics in the model's precision.
+template <class Scalar>
+struct basic_linear_layer_statistics {
+  std::string name;                         ///< e.g. "h.0.attn.c_attn"
+  xt::xtensor<Scalar, 2> inputs;            ///< [n, d_in]
+  xt::xtensor<Scalar, 2> output_gradients;  ///< [n, d_out]
+  std::size_t weight_offset = 0;            ///< where W starts in the flat parameters
+  std::size_t bias_offset = 0;              ///< where b starts in the flat parameters
+  bool has_bias = true;                     ///< whether b exists
+  bool input_major = true;                  ///< W stored [d_in, d_out]
+};
+
+}  // namespace glassbox::models
+
+namespace glassbox::detail {
+
+/// Offsets of one block's tensors in the flat parameters.
+struct gpt2_block_offsets {
+  std::size_t ln_1_weight, ln_1_bias, attn_weight, attn_bias, attn_proj_weight, attn_proj_bias, ln_2_weight,
+      ln_2_bias, fc_weight, fc_bias, mlp_proj_weight, mlp_proj_bias;
+};
+
+/// Offsets of every tensor in the flat parameters (see gpt2_parameter_table).
+struct gpt2_offsets {
+  std::size_t wte = 0, wpe = 0, ln_f_weight = 0, ln_f_bias = 0, head = 0, total = 0;
+  std::vector<gpt2_block_offsets> blocks;
+
+  explicit gpt2_offsets(const std::vector<models::gpt2_parameter_info>& t, std::size_t n_layer, bool tied) {
+    wte = t[0].offset;
+    wpe = t[1].offset;
+    for (std::size_t i = 0; i < n_layer; ++i) {
+      const auto* b = &t[2 + 12 * i];
+      blocks.push_back({b[0].offset, b[1].offset, b[2].offset, b[3].offset, b[4].offset, b[5].offset, b[6].offset,
+                        b[7].offset, b[8].offset, b[9].offset, b[10].offset, b[11].offset});
+    }
+    ln_f_weight = t[2 + 12 * n_layer].offset;
+    ln_f_bias = t[3 + 12 * n_layer].offset;
+    head = tied ? wte : t[4 + 12 * n_layer].offset;
+    total = t.back().offset + t.back().size;
+  }
+};
+
+/// One sequence of a pass: rows [offset, offset + length) of the stacked matrices.
+struct gpt2_segment {
+  std::size_t offset = 0;       ///< first row
+  std::size_t length = 0;       ///< tokens T
+  std::size_t prob_offset = 0;  ///< where its H attention matrices start in a layer's probabilities
+};
+
+/// What one forward pass computes, from which input, and where its outputs go.
+template <class S>
+struct gpt2_pass {
+  std::vector<gpt2_segment> segments;
+  std::size_t rows = 0;              ///< N, all tokens of all sequences
+  std::size_t probs_per_layer = 0;   ///< H * sum of T^2
+  const token_id* tokens = nullptr;  ///< input wte[ids] + wpe, [N]
+  const S* embeddings = nullptr;     ///< input embeddings + wpe, [N, d]
+  const S* residual = nullptr;       ///< input residual stream at start_layer, [N, d]
+  std::size_t start_layer = 0;
+  const S* head_mask = nullptr;           ///< [L, H]: multiplies each head's probabilities
+  const S* attention_override = nullptr;  ///< [probs_per_layer]: replaces the softmax outputs of one block
+  std::size_t override_layer = 0;         ///< the block attention_override applies to
+  bool keep = false;                      ///< keep every activation for a backward pass
+  bool full_last_block = false;           ///< run the last block on every row (else only on the rows read)
+  std::vector<std::size_t> out_rows;      ///< global rows whose logits are computed
+  S* logits = nullptr;                    ///< [out_rows, V]
+  S* hidden = nullptr;                    ///< [L + 1, N, d], residual stream at every index
+  S* attentions = nullptr;                ///< [L, probs_per_layer]
+};
+
+/// What one backward pass produces (every pointer optional).
+template <class S>
+struct gpt2_backward {
+  const S* d_logits = nullptr;   ///< seed, [out_rows, V]
+  S* d_input = nullptr;          ///< d / d input (embeddings or residual at start_layer), [N, d]
+  S* d_parameters = nullptr;     ///< accumulated d / d parameters, flat
+  S* d_attentions = nullptr;     ///< d / d attention probabilities, [L, probs_per_layer]
+  S* d_head_mask = nullptr;      ///< accumulated d / d head mask, [L, H]
+  std::vector<models::basic_linear_layer_statistics<S>>* statistics = nullptr;  ///< K-FAC, 4 per block
+};
+
+/// Pointers of one layer's activations inside a workspace.
+template <class S>
+struct gpt2_layer_buffers {
+  S *x, *ln1_mean, *ln1_rstd, *a1, *qkv, *probs, *z, *x_mid, *ln2_mean, *ln2_rstd, *a2, *u, *g;
+};
+
+/// Pointers of the pass-wide activations inside a workspace.
+template <class S>
+struct gpt2_pass_buffers {
+  std::vector<gpt2_layer_buffers<S>> layers;
+  S *x_final = nullptr, *x_selected = nullptr, *a_final = nullptr, *lnf_mean = nullptr, *lnf_rstd = nullptr;
+
+  // The last block on the rows read only ("compact"): nothing after it reads the other rows, so
+  // its attention queries, output projection and MLP run for those rows alone.
+  bool compact = false;
+  std::vector<std::size_t> rows;           ///< the rows read, global, ascending, distinct (R of them)
+  std::vector<std::size_t> positions;      ///< their positions within their sequences
+  std::vector<std::size_t> segment_rows;   ///< per sequence, its first index into rows; then R
+  std::vector<std::size_t> segment_probs;  ///< per sequence, where its H [R_s, T] probability blocks start
+  std::vector<std::size_t> row_of_out;     ///< per out_rows entry, its index into rows
+  std::size_t compact_probs = 0;           ///< H * sum of R_s T
+  S *q = nullptr, *probs = nullptr, *z = nullptr, *x_mid = nullptr, *ln2_mean = nullptr, *ln2_rstd = nullptr,
+    *a2 = nullptr, *u = nullptr, *g = nullptr;  ///< the last block's activations of the rows read, [R, ...]
+};
+
+/// Shape text "[a, b, c]" for messages.
+inline std::string gpt2_shape_text(const std::vector<std::size_t>& shape) {
+  return fmt::format("[{}]", fmt::join(shape, ", "));
+}
+
+}  // namespace glassbox::detail
+
+namespace glassbox::models {
+
+/// GPT-2 with the exact semantics of the public GPT-2, in precision Scalar (float or double).
+/// Satisfies every rung of the model ladder (for Scalar = float, with tensor2 / output_seed).
+///
+/// Example:
+///   auto model = glassbox::models::gpt2::load("models/gpt2");   // model.safetensors + config.json
+///   auto z = model.logits(tokens);                                 // [T, 50257]
+template <class Scalar>
+class basic_gpt2 {
+  static_assert(std::is_same_v<Scalar, float> || std::is_same_v<Scalar, double>,
+                "glassbox::models::basic_gpt2: Scalar must be float or double");
+
+ public:
+  using scalar_type = Scalar;                            ///< precision of parameters and activations
+  using vector_type = xt::xtensor<Scalar, 1>;            ///< flat parameters and their gradient
+  using matrix_type = xt::xtensor<Scalar, 2>;            ///< [T, d] or [rows, V]
+  using tensor3_type = xt::xtensor<Scalar, 3>;           ///< [L + 1, T, d] or [B, T, d]
+  using tensor4_type = xt::xtensor<Scalar, 4>;           ///< [L, H, T, T]
+  using seed_type = basic_output_seed<Scalar>;           ///< a seed in the model's precision
+  static constexpr bool is_float = std::is_same_v<Scalar, float>;
+  /// attention_gradient_result (float) or its double counterpart.
+  using attention_gradient_type =
+      std::conditional_t<is_float, attention_gradient_result, basic_attention_gradient_result<Scalar>>;
+  /// batch_gradient_result (float) or its double counterpart.
+  using batch_gradient_type = std::conditional_t<is_float, batch_gradient_result, basic_batch_gradient_result<Scalar>>;
+  /// linear_layer_statistics (float) or its double counterpart.
+  using layer_statistics_type =
+      std::conditional_t<is_float, linear_layer_statistics, basic_linear_layer_statistics<Scalar>>;
+
+  /// Every const member may be called from several threads at once (each call borrows its own workspace).
+  static constexpr bool thread_safe = true;
+
+  /// A model from its configuration and flat parameters (layout: gpt2_parameter_table(config)).
+  basic_gpt2(const gpt2_config& config, std::span<const Scalar> parameters)
+      : config_(config),
+        table_((config.validate(), gpt2_parameter_table(config))),
+        offsets_(table_, config.n_layer, config.tie_word_embeddings),
+        parameters_(parameters.begin(), parameters.end()),
+        pool_(std::make_unique<detail::gpt2_workspace_pool<Scalar>>()) {
+    detail::require<shape_error>(parameters.size() == offsets_.total,
+                                 "glassbox::models::gpt2: parameters must hold {} values for this config, got {}",
+                                 offsets_.total, parameters.size());
+  }
+
+  /// A copy with its own workspaces.
+  basic_gpt2(const basic_gpt2& other)
+      : config_(other.config_),
+        table_(other.table_),
+        offsets_(other.offsets_),
+        parameters_(other.parameters_),
+        pool_(std::make_unique<detail::gpt2_workspace_pool<Scalar>>()) {}
+  /// Copies the parameters and configuration of another model.
+  basic_gpt2& operator=(const basic_gpt2& other) {
+    if (this != &other) {
+      config_ = other.config_;
+      table_ = other.table_;
+      offsets_ = other.offsets_;
+      parameters_ = other.parameters_;
+      pool_ = std::make_unique<detail::gpt2_workspace_pool<Scalar>>();
+    }
+    return *this;
+  }
+  basic_gpt2(basic_gpt2&&) noexcept = default;             ///< a moved-from model may only be destroyed or assigned
+  basic_gpt2& operator=(basic_gpt2&&) noexcept = default;  ///< moves the parameters and workspaces
+  ~basic_gpt2() = default;
+
+  /// A model initialised as GPT-2 (Radford et al. 2019): weights and embeddings N(0, 0.02), the
+  /// residual projections (attn.c_proj, mlp.c_proj) N(0, 0.02 / sqrt(2 L)), biases 0, LayerNorm
+  /// weights 1 and biases 0. Draws from glassbox::rng(seed) tensor by tensor in parameter order.
+  static basic_gpt2 random(const gpt2_config& config, std::uint64_t seed);
+
+  /// Loads a checkpoint: `path` is a .safetensors file or a directory holding model.safetensors.
+  /// The configuration comes from config.json beside the weights, else from the safetensors
+  /// __metadata__. Tensor names may carry the "transformer." prefix; attn.bias / attn.masked_bias
+  /// buffers are ignored; lm_head.weight equal to wte means tied, otherwise it is the untied head.
+  static basic_gpt2 load(const std::filesystem::path& path);
+
+  /// Writes the model as safetensors (float32 for gpt2, float64 for basic_gpt2<double>), with
+  /// public GPT-2 tensor names and the configuration in __metadata__; load() reads it back.
+  void save(const std::filesystem::path& path) const;
+
+  // ---- shape ----------------------------------------------------------------------------------
+
+  /// The configuration.
+  const gpt2_config& config() const { return config_; }
+  /// Token ids V.
+  std::size_t vocab_size() const { return config_.vocab_size; }
+  /// Transformer blocks L.
+  std::size_t n_layer() const { return config_.n_layer; }
+  /// Heads per block H.
+  std::size_t n_head() const { return config_.n_head; }
+  /// Residual width d.
+  std::size_t width() const { return config_.n_embd; }
+  /// Longest sequence the model accepts (n_positions).
+  std::size_t max_positions() const { return config_.n_positions; }
+  /// One output row per input position (a causal language model).
+  std::size_t output_rows(std::size_t tokens) const { return tokens; }
+  /// The configured pad token (none for the public GPT-2).
+  std::optional<token_id> pad_token() const { return config_.pad_token_id; }
+  /// The tensors of the flat parameter buffer, in order.
+  const std::vector<gpt2_parameter_info>& parameter_table() const { return table_; }
+  /// One parameter tensor by its public name (e.g. "h.0.ln_1.weight"), flat and row-major.
+  std::span<const Scalar> parameter(std::string_view name) const {
+    for (const auto& p : table_)
+      if (p.name == name) return {parameters_.data() + p.offset, p.size};
+    detail::fail<shape_error>("glassbox::models::gpt2::parameter: name must be a parameter of this model, got {}",
+                              name);
+  }
+
+  // ---- Model ----------------------------------------------------------------------------------
+
+  /// Logits [T, V] of every position.
+  matrix_type logits(token_span tokens) const;
+  /// Logits of the chosen rows only, [rows.size(), V]; the unembedding of other rows is skipped.
+  matrix_type logits_at(token_span tokens, std::span<const std::size_t> rows) const;
+  /// Logits of a batch of equal-length sequences [B, T] at `rows` (empty = all), [B, P, V], in one stacked pass.
+  tensor3_type logits_batch(const token_matrix& batch, std::span<const std::size_t> rows) const;
+
+  // ---- EmbeddingModel -------------------------------------------------------------------------
+
+  /// Token embeddings wte[ids], [T, d]. Positions are not included: logits_from_embeddings adds them.
+  matrix_type embed(token_span tokens) const;
+  /// Logits [T, V] from token embeddings [T, d] (wpe[0..T) is added inside).
+  matrix_type logits_from_embeddings(const matrix_type& embeddings) const;
+  /// Logits of the chosen rows from token embeddings [T, d].
+  matrix_type logits_from_embeddings_at(const matrix_type& embeddings, std::span<const std::size_t> rows) const;
+  /// Logits [B, P, V] at `rows` (empty = all) from a batch of token embeddings [B, T, d], in one stacked pass.
+  tensor3_type logits_from_embeddings_batch(const tensor3_type& embeddings, std::span<const std::size_t> rows) const;
+
+  // ---- DifferentiableModel --------------------------------------------------------------------
+
+  /// The seed's scalar and its exact gradient w.r.t. the token embeddings [T, d]: one forward, one backward.
+  value_and_gradient<matrix_type> embedding_gradient(const matrix_type& embeddings, const output_seed& seed) const;
+  /// embedding_gradient with a seed in the model's precision.
+  value_and_gradient<matrix_type> embedding_gradient(const matrix_type& embeddings, const seed_type& seed) const;
+  /// Values and gradients for a batch of token embeddings [B, T, d], in one stacked forward and backward.
+  batch_gradient_type embedding_gradient_batch(const tensor3_type& embeddings, const output_seed& seed) const;
+  /// embedding_gradient_batch with a seed in the model's precision.
+  batch_gradient_type embedding_gradient_batch(const tensor3_type& embeddings, const seed_type& seed) const;
+
+  // ---- AttentionModel / AttentionGradientModel ------------------------------------------------
+
+  /// Attention probabilities [L, H, T, T] (softmax outputs; entries of future keys are 0).
+  tensor4_type attentions(token_span tokens) const;
+  /// The scalar, the attention probabilities and d scalar / d probabilities [L, H, T, T]. Entries
+  /// above the diagonal are the derivatives w.r.t. the (zero) probabilities of future keys, as autograd reports them.
+  attention_gradient_type attention_gradient(token_span tokens, const output_seed& seed) const;
+  /// attention_gradient with a seed in the model's precision.
+  attention_gradient_type attention_gradient(token_span tokens, const seed_type& seed) const;
+  /// The scalar with head mask `mask` [L, H] and its gradient w.r.t. the mask. The mask multiplies
+  /// each head's attention probabilities (Hugging Face head_mask); at mask = 1 the gradient is the
+  /// head importance of Michel et al. (2019).
+  value_and_gradient<matrix_type> head_mask_gradient(token_span tokens, const matrix_type& mask,
+                                                     const output_seed& seed) const;
+  /// head_mask_gradient with a seed in the model's precision.
+  value_and_gradient<matrix_type> head_mask_gradient(token_span tokens, const matrix_type& mask,
+                                                     const seed_type& seed) const;
+  /// Logits [T, V] with head mask `mask` [L, H] (0 removes a head, 1 keeps it).
+  matrix_type logits_with_head_mask(token_span tokens, const matrix_type& mask) const;
+  /// Logits [T, V] with the attention probabilities of block `layer` replaced by `attentions` [H, T, T]
+  /// (attention patching, as a TransformerLens hook on hook_pattern; the values are used as given,
+  /// other blocks compute their own). attention_gradient is the derivative of this edit.
+  matrix_type logits_with_attentions(token_span tokens, std::size_t layer, const tensor3_type& attentions) const;
+
+  // ---- ActivationModel / InterventionModel ----------------------------------------------------
+
+  /// The residual stream [L + 1, T, d]: index 0 = wte + wpe, index k = after block k (index L is
+  /// before ln_f, TransformerLens' resid_post; Hugging Face's last hidden state has ln_f applied).
+  tensor3_type hidden_states(token_span tokens) const;
+  /// Logits [T, V] when the residual stream at index `layer` (0..L) is replaced by `h` [T, d]:
+  /// blocks layer..L-1 run on h, then ln_f and the unembedding.
+  matrix_type logits_from_hidden(token_span tokens, std::size_t layer, const matrix_type& h) const;
+  /// The scalar of logits_from_hidden and its gradient w.r.t. h [T, d].
+  value_and_gradient<matrix_type> hidden_gradient(token_span tokens, std::size_t layer, const matrix_type& h,
+                                                  const output_seed& seed) const;
+  /// hidden_gradient with a seed in the model's precision.
+  value_and_gradient<matrix_type> hidden_gradient(token_span tokens, std::size_t layer, const matrix_type& h,
+                                                  const seed_type& seed) const;
+
+  // ---- TrainableModel / KfacModel -------------------------------------------------------------
+
+  /// Number of parameters (the length of parameters()).
+  std::size_t parameter_count() const { return parameters_.size(); }
+  /// The flat parameter buffer (layout: parameter_table()).
+  std::span<const Scalar> parameters() const { return {parameters_.data(), parameters_.size()}; }
+  /// Replaces every parameter (same length and layout as parameters()).
+  void set_parameters(std::span<const Scalar> parameters) {
+    detail::require<shape_error>(parameters.size() == parameters_.size(),
+                                 "glassbox::models::gpt2::set_parameters: parameters must hold {} values, got {}",
+                                 parameters_.size(), parameters.size());
+    std::copy(parameters.begin(), parameters.end(), parameters_.begin());
+  }
+  /// Mean cross-entropy over the scored rows of `example` (labels != ignore_label).
+  double loss(const training_example& example) const;
+  /// The loss and its gradient w.r.t. every parameter (flat, layout of parameters()).
+  value_and_gradient<vector_type> loss_gradient(const training_example& example) const;
+  /// The loss of every example, in one stacked forward pass.
+  std::vector<double> losses(std::span<const training_example> examples) const;
+  /// The mean over examples of their losses, and its gradient, in one stacked forward and backward pass.
+  value_and_gradient<vector_type> mean_loss_gradient(std::span<const training_example> examples) const;
+  /// mean_loss_gradient writing the gradient into `gradient` (parameter_count() long); returns the mean loss.
+  double mean_loss_gradient(std::span<const training_example> examples, std::span<Scalar> gradient) const;
+  /// Per linear layer of every block (attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj, block by block):
+  /// the inputs [T, d_in] and the gradients of the example's loss w.r.t. the pre-activation outputs
+  /// [T, d_out]. Summing inputs^T output_gradients over rows gives the weight block of loss_gradient.
+  std::vector<layer_statistics_type> kfac_statistics(const training_example& example) const;
+
+  /// Frees the idle workspaces (they are kept between calls so that passes do not allocate).
+  void release_workspaces() const { pool_->clear(); }
+
+ private:
+  using pass_type = detail::gpt2_pass<Scalar>;
+  using backward_type = detail::gpt2_backward<Scalar>;
+  using map = detail::gpt2_map<Scalar>;
+  using cmap = detail::gpt2_cmap<Scalar>;
+
+  const Scalar* at(std::size_t offset) const { return parameters_.data() + offset; }
+  static Eigen::Index ix(std::size_t v) { return static_cast<Eigen::Index>(v); }
+  static detail::gpt2_operand<Scalar> op(const Scalar* data, std::size_t rows, std::size_t cols,
+                                         std::size_t stride = 0) {
+    return detail::gpt2_op(data, ix(rows), ix(cols), ix(stride));
+  }
+
+  void check_tokens(token_span tokens, std::string_view who) const;
+  void check_length(std::size_t length, std::string_view who) const;
+  void check_rows(std::span<const std::size_t> rows, std::size_t length, std::string_view who) const;
+  pass_type make_pass(std::size_t sequences, std::size_t length) const;
+  pass_type make_ragged_pass(std::span<const training_example> examples, std::vector<token_id>& tokens,
+                             std::string_view who) const;
+  void run_forward(detail::gpt2_workspace<Scalar>& ws, detail::gpt2_pass_buffers<Scalar>& buffers,
+                   const pass_type& pass) const;
+  void run_backward(detail::gpt2_workspace<Scalar>& ws, const detail::gpt2_pass_buffers<Scalar>& buffers,
+                    const pass_type& pass, const backward_type& request) const;
+  void attention_forward(std::size_t layer, const pass_type& pass, const detail::gpt2_layer_buffers<Scalar>& b) const;
+  void attention_backward(std::size_t layer, const pass_type& pass, const detail::gpt2_layer_buffers<Scalar>& b,
+                          const Scalar* dz, Scalar* dqkv, Scalar* dprobs, Scalar* mask_partial,
+                          const backward_type& request) const;
+  void last_block_forward(const pass_type& pass, const detail::gpt2_layer_buffers<Scalar>& b,
+                          const detail::gpt2_pass_buffers<Scalar>& buffers) const;
+  void last_block_backward(const pass_type& pass, const detail::gpt2_layer_buffers<Scalar>& b,
+                           const detail::gpt2_pass_buffers<Scalar>& buffers, Scalar* dx_rows, Scalar* d_rows,
+                           Scalar* du_rows, Scalar* dq_rows, Scalar* dprobs, Scalar* dqkv, Scalar* da, Scalar* dx,
+                           Scalar* mask_partial, const backward_type& request) const;
+  matrix_type forward_rows(pass_type& pass, std::size_t rows) const;
+  double seeded_pass(pass_type& pass, const seed_type& seed, std::size_t length, const backward_type& request) const;
+  double examples_pass(std::span<const training_example> examples, Scalar* gradient,
+                       std::vector<double>* per_example, std::vector<layer_statistics_type>* statistics,
+                       std::string_view who) const;
+  seed_type convert_seed(const output_seed& seed) const;
+  static std::vector<std::size_t> all_rows(std::size_t n) {
+    std::vector<std::size_t> r(n);
+    for (std::size_t i = 0; i < n; ++i) r[i] = i;
+    return r;
+  }
+
+  gpt2_config config_;
+  std::vector<gpt2_parameter_info> table_;
+  detail::gpt2_offsets offsets_;
+  std::vector<Scalar, Eigen::aligned_allocator<Scalar>> parameters_;
+  std::unique_ptr<detail::gpt2_workspace_pool<Scalar>> pool_;
+};
+
+/// The reference GPT-2 in float: the model users load and explain.
+using gpt2 = basic_gpt2<float>;
+
+// =====================================================================================================
+// Implementation. Heavy members are defined out of the class (not inline), so that a program can
+// compile them once with an explicit instantiation and declare `extern template` elsewhere.
+// =====================================================================================================
+
+template <class Scalar>
+basic_gpt2<Scalar> basic_gpt2<Scalar>::random(const gpt2_config& config, std::uint64_t seed) {
+  config.validate("glassbox::models::gpt2::random");
+  const auto table = gpt2_parameter_table(config);
+  std::vector<Scalar> p(table.back().offset + table.back().size);
+  glassbox::rng g(seed);
+  const double residual_std = 0.02 / std::sqrt(2.0 * static_cast<double>(config.n_layer));
+  for (const auto& t : table) {
+    Scalar* out = p.data() + t.offset;
+    const std::string_view name = t.name;
+    const bool bias = name.ends_with(".bias");
+    const bool layer_norm = name.find("ln_") != std::string_view::npos;
+    if (layer_norm) {
+      std::fill(out, out + t.size, bias ? Scalar(0) : Scalar(1));
+    } else if (bias) {
+      std::fill(out, out + t.size, Scalar(0));
+    } else {
+      const double sd = name.ends_with("c_proj.weight") ? residual_std : 0.02;
+      for (std::size_t i = 0; i < t.size; ++i) out[i] = static_cast<Scalar>(g.normal(0.0, sd));
+    }
+  }
+  return basic_gpt2(config, p);
+}
+
+template <class Scalar>
+void basic_gpt2<Scalar>::check_length(std::size_t length, std::string_view who) const {
+  detail::require<shape_error>(length >= 1, "glassbox::models::gpt2::{}: the sequence must not be empty", who);
+  detail::require<shape_error>(length <= config_.n_positions,
+                               "glassbox::models::gpt2::{}: sequence length must be <= n_positions ({}), got {}", who,
+                               config_.n_positions, length);
+}
+
+template <class Scalar>
+void basic_gpt2<Scalar>::check_tokens(token_span tokens, std::string_view who) const {
+  check_length(tokens.size(), who);
+  for (std::size_t i = 0; i < tokens.size(); ++i)
+    detail::require<shape_error>(tokens[i] >= 0 && static_cast<std::size_t>(tokens[i]) < config_.vocab_size,
+                                 "glassbox::models::gpt2::{}: token id must be in [0, {}), got {} at position {}", who,
+                                 config_.vocab_size, tokens[i], i);
+}
+
+template <class Scalar>
+void basic_gpt2<Scalar>::check_rows(std::span<const std::size_t> rows, std::size_t length, std::string_view who) const {
+  for (auto r : rows)
+    detail::require<shape_error>(r < length, "glassbox::models::gpt2::{}: row must be < {} (the sequence length), got {}",
+                                 who, length, r);
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::make_pass(std::size_t sequences, std::size_t length) const -> pass_type {
+  pass_type p;
+  p.segments.resize(sequences);
+  const std::size_t h = config_.n_head;
+  for (std::size_t b = 0; b < sequences; ++b) p.segments[b] = {b * length, length, b * h * length * length};
+  p.rows = sequences * length;
+  p.probs_per_layer = sequences * h * length * length;
+  return p;
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::make_ragged_pass(std::span<const training_example> examples, std::vector<token_id>& tokens,
+                                          std::string_view who) const -> pass_type {
+  detail::require<shape_error>(!examples.empty(), "glassbox::models::gpt2::{}: examples must not be empty", who);
+  pass_type p;
+  const std::size_t h = config_.n_head;
+  tokens.clear();
+  for (std::size_t e = 0; e < examples.size(); ++e) {
+    const auto& ex = examples[e];
+    check_tokens(ex.tokens, who);
+    detail::require<shape_error>(ex.labels.size() == ex.tokens.size(),
+                                 "glassbox::models::gpt2::{}: labels must have one entry per token ({}), got {} "
+                                 "(example {})",
+                                 who, ex.tokens.size(), ex.labels.size(), e);
+    bool scored = false;
+    for (std::size_t i = 0; i < ex.labels.size(); ++i) {
+      const token_id l = ex.labels[i];
+      if (l == training_example::ignore_label) continue;
+      detail::require<shape_error>(l >= 0 && static_cast<std::size_t>(l) < config_.vocab_size,
+                                   "glassbox::models::gpt2::{}: label must be in [0, {}) or {}, got {} at row {} "
+                                   "(example {})",
+                                   who, config_.vocab_size, training_example::ignore_label, l, i, e);
+      p.out_rows.push_back(p.rows + i);
+      scored = true;
+    }
+    detail::require<shape_error>(scored, "glassbox::models::gpt2::{}: an example must score at least one row (example {})",
+                                 who, e);
+    p.segments.push_back({p.rows, ex.tokens.size(), p.probs_per_layer});
+    p.rows += ex.tokens.size();
+    p.probs_per_layer += h * ex.tokens.size() * ex.tokens.size();
+    tokens.insert(tokens.end(), ex.tokens.begin(), ex.tokens.end());
+  }
+  p.tokens = tokens.data();
+  return p;
+}
+
+template <class Scalar>
+void basic_gpt2<Scalar>::run_forward(detail::gpt2_workspace<Scalar>& ws, detail::gpt2_pass_buffers<Scalar>& buf,
+                                     const pass_type& pass) const {
+  using S = Scalar;
+  const std::size_t d = config_.n_embd, f = config_.inner(), L = config_.n_layer, V = config_.vocab_size;
+  const std::size_t N = pass.rows, first = pass.start_layer, run = L - first, P = pass.out_rows.size();
+  const S eps = static_cast<S>(config_.layer_norm_epsilon);
+  const std::size_t sets = pass.keep ? run : std::min<std::size_t>(run, 1);
+
+  // Run the last block on the rows read only, when nothing else reads its other rows.
+  buf.rows.assign(pass.out_rows.begin(), pass.out_rows.end());
+  std::sort(buf.rows.begin(), buf.rows.end());
+  buf.rows.erase(std::unique(buf.rows.begin(), buf.rows.end()), buf.rows.end());
+  buf.compact = run > 0 && !pass.full_last_block && pass.hidden == nullptr && pass.attentions == nullptr &&
+                pass.attention_override == nullptr && !buf.rows.empty() && buf.rows.size() < N;
+  const std::size_t R = buf.rows.size(), H = config_.n_head;
+  if (buf.compact) {
+    buf.positions.resize(R);
+    buf.segment_rows.assign(1, 0);
+    buf.segment_probs.clear();
+    buf.compact_probs = 0;
+    std::size_t k = 0;
+    for (const auto& seg : pass.segments) {
+      buf.segment_probs.push_back(buf.compact_probs);
+      const std::size_t begin = k;
+      for (; k < R && buf.rows[k] < seg.offset + seg.length; ++k) buf.positions[k] = buf.rows[k] - seg.offset;
+      buf.segment_rows.push_back(k);
+      buf.compact_probs += H * (k - begin) * seg.length;
+    }
+    buf.row_of_out.resize(P);
+    for (std::size_t j = 0; j < P; ++j)
+      buf.row_of_out[j] =
+          static_cast<std::size_t>(std::lower_bound(buf.rows.begin(), buf.rows.end(), pass.out_rows[j]) -
+                                   buf.rows.begin());
+  }
+
+  // Lay the activations out in the arena: count, grow if needed, carve.
+  auto carve = [&](detail::gpt2_carver<S>& c) {
+    buf.layers.resize(sets);
+    for (std::size_t i = 0; i < sets; ++i) {
+      auto& b = buf.layers[i];
+      b.x = c.take(N * d);
+      b.ln1_mean = c.take(N);
+      b.ln1_rstd = c.take(N);
+      b.a1 = c.take(N * d);
+      b.qkv = c.take(N * 3 * d);
+      b.probs = c.take(pass.probs_per_layer);
+      b.z = c.take(N * d);
+      b.ln2_mean = c.take(N);
+      b.ln2_rstd = c.take(N);
+      if (pass.keep) {
+        b.x_mid = c.take(N * d);
+        b.a2 = c.take(N * d);
+        b.u = c.take(N * f);
+        b.g = c.take(N * f);
+      } else {  // one reused set: the residual stream is updated in place
+        b.x_mid = b.x;
+        b.a2 = b.a1;
+        b.u = c.take(N * f);
+        b.g = b.u;
+      }
+    }
+    if (buf.compact) {
+      buf.q = c.take(R * d);
+      buf.probs = c.take(buf.compact_probs);
+      buf.z = c.take(R * d);
+      buf.x_mid = c.take(R * d);
+      buf.ln2_mean = c.take(R);
+      buf.ln2_rstd = c.take(R);
+      buf.a2 = c.take(R * d);
+      buf.u = c.take(R * f);
+      buf.g = c.take(R * f);
+      buf.x_final = c.take(R * d);  // the residual stream after the last block, rows read only
+    } else {
+      buf.x_final = (pass.keep || sets == 0) ? c.take(N * d) : buf.layers[0].x;
+    }
+    buf.x_selected = c.take(P * d);
+    buf.a_final = c.take(P * d);
+    buf.lnf_mean = c.take(P);
+    buf.lnf_rstd = c.take(P);
+  };
+  detail::gpt2_carver<S> counter;
+  carve(counter);
+  detail::gpt2_carver<S> carver(ws.activations.reserve(counter.used()));
+  carve(carver);
+
+  // The residual stream at index `first`.
+  S* x0 = sets > 0 ? buf.layers[0].x : buf.x_final;
+  if (pass.residual != nullptr) {
+    std::copy_n(pass.residual, N * d, x0);
+  } else {
+    const S* wpe = at(offsets_.wpe);
+    for (const auto& seg : pass.segments) {
+      for (std::size_t i = 0; i < seg.length; ++i) {
+        const std::size_t r = seg.offset + i;
+        const S* e = pass.tokens != nullptr ? at(offsets_.wte) + static_cast<std::size_t>(pass.tokens[r]) * d
+                                            : pass.embeddings + r * d;
+        detail::gpt2_row<S>(x0 + r * d, ix(d)) = detail::gpt2_crow<S>(e, ix(d)) + detail::gpt2_crow<S>(wpe + i * d, ix(d));
+      }
+    }
+  }
+  if (pass.hidden != nullptr) std::copy_n(x0, N * d, pass.hidden + first * N * d);
+
+  const auto n = ix(N);
+  for (std::size_t l = first; l < L; ++l) {
+    const auto& b = buf.layers[pass.keep ? l - first : 0];
+    if (buf.compact && l + 1 == L) {
+      last_block_forward(pass, b, buf);
+      break;
+    }
+    const auto& o = offsets_.blocks[l];
+    S* next = !pass.keep ? b.x : (l + 1 < L ? buf.layers[l + 1 - first].x : buf.x_final);
+
+    // Attention sub-block: x_mid = x + c_proj(attn(ln_1(x))).
+    detail::gpt2_layer_norm(b.x, n, ix(d), at(o.ln_1_weight), at(o.ln_1_bias), eps, b.a1, b.ln1_mean, b.ln1_rstd);
+    detail::gpt2_gemm(b.qkv, ix(3 * d), op(b.a1, N, d), op(at(o.attn_weight), d, 3 * d));
+    map(b.qkv, n, ix(3 * d)).rowwise() += detail::gpt2_crow<S>(at(o.attn_bias), ix(3 * d));
+    attention_forward(l, pass, b);
+    if (b.x_mid != b.x) std::copy_n(b.x, N * d, b.x_mid);
+    detail::gpt2_gemm(b.x_mid, ix(d), op(b.z, N, d), op(at(o.attn_proj_weight), d, d), S(1), true);
+    map(b.x_mid, n, ix(d)).rowwise() += detail::gpt2_crow<S>(at(o.attn_proj_bias), ix(d));
+    // MLP sub-block: next = x_mid + c_proj(gelu(c_fc(ln_2(x_mid)))).
+    detail::gpt2_layer_norm(b.x_mid, n, ix(d), at(o.ln_2_weight), at(o.ln_2_bias), eps, b.a2, b.ln2_mean, b.ln2_rstd);
+    detail::gpt2_gemm(b.u, ix(f), op(b.a2, N, d), op(at(o.fc_weight), d, f));
+    map(b.u, n, ix(f)).rowwise() += detail::gpt2_crow<S>(at(o.fc_bias), ix(f));
+    detail::gpt2_gelu(b.u, n, ix(f), b.g);
+    if (next != b.x_mid) std::copy_n(b.x_mid, N * d, next);
+    detail::gpt2_gemm(next, ix(d), op(b.g, N, f), op(at(o.mlp_proj_weight), f, d), S(1), true);
+    map(next, n, ix(d)).rowwise() += detail::gpt2_crow<S>(at(o.mlp_proj_bias), ix(d));
+    if (pass.hidden != nullptr) std::copy_n(next, N * d, pass.hidden + (l + 1) * N * d);
+  }
+
+  // ln_f and the unembedding, for the requested rows only.
+  if (P == 0) return;
+  for (std::size_t k = 0; k < P; ++k)
+    std::copy_n(buf.x_final + (buf.compact ? buf.row_of_out[k] : pass.out_rows[k]) * d, d, buf.x_selected + k * d);
+  detail::gpt2_layer_norm(buf.x_selected, ix(P), ix(d), at(offsets_.ln_f_weight), at(offsets_.ln_f_bias), eps,
+                          buf.a_final, buf.lnf_mean, buf.lnf_rstd);
+  detail::gpt2_unembed(buf.a_final, ix(P), ix(d), at(offsets_.head), ix(V), pass.logits);
+}
+
+template <class Scalar>
+void basic_gpt2<Scalar>::last_block_forward(const pass_type& pass, const detail::gpt2_layer_buffers<Scalar>& b,
+                                            const detail::gpt2_pass_buffers<Scalar>& buf) const {
+  // Keys and values of every row, everything else for the R rows read only.
+  using S = Scalar;
+  const std::size_t d = config_.n_embd, f = config_.inner(), L = config_.n_layer, H = config_.n_head, dh = d / H;
+  const std::size_t N = pass.rows, R = buf.rows.size(), l = L - 1;
+  const auto& o = offsets_.blocks[l];
+  const S eps = static_cast<S>(config_.layer_norm_epsilon);
+  const S scale = S(1) / std::sqrt(static_cast<S>(dh));
+  detail::gpt2_layer_norm(b.x, ix(N), ix(d), at(o.ln_1_weight), at(o.ln_1_bias), eps, b.a1, b.ln1_mean, b.ln1_rstd);
+  detail::gpt2_gemm(b.qkv, ix(3 * d), op(b.a1, N, d), op(at(o.attn_weight), d, 3 * d));
+  map(b.qkv, ix(N), ix(3 * d)).rowwise() += detail::gpt2_crow<S>(at(o.attn_bias), ix(3 * d));
+  for (std::size_t k = 0; k < R; ++k) std::copy_n(b.qkv + buf.rows[k] * 3 * d, d, buf.q + k * d);
+
+  const auto jobs = static_cast<std::ptrdiff_t>(pass.segments.size() * H);
+  GLASSBOX_DETAIL_PARALLEL_FOR(jobs > 1)
+  for (std::ptrdiff_t job = 0; job < jobs; ++job) {
+    const std::size_t s = static_cast<std::size_t>(job) / H, h = static_cast<std::size_t>(job) % H;
+    const auto& seg = pass.segments[s];
+    const std::size_t r0 = buf.segment_rows[s], rs = buf.segment_rows[s + 1] - r0, T = seg.length;
+    if (rs == 0) continue;
+    const S* qkv = b.qkv + seg.offset * 3 * d + h * dh;
+    S* probs = buf.probs + buf.segment_probs[s] + h * rs * T;
+    detail::gpt2_gemm(probs, ix(T), op(buf.q + r0 * d + h * dh, rs, dh, d), op(qkv + d, T, dh, 3 * d).t(), scale);
+    detail::gpt2_causal_softmax_rows(probs, ix(rs), ix(T), buf.positions.data() + r0);
+    const S m = pass.head_mask != nullptr ? pass.head_mask[l * H + h] : S(1);
+    detail::gpt2_gemm(buf.z + r0 * d + h * dh, ix(d), op(probs, rs, T), op(qkv + 2 * d, T, dh, 3 * d), m);
+  }
+  for (std::size_t k = 0; k < R; ++k) std::copy_n(b.x + buf.rows[k] * d, d, buf.x_mid + k * d);
+  detail::gpt2_gemm(buf.x_mid, ix(d), op(buf.z, R, d), op(at(o.attn_proj_weight), d, d), S(1), true);
+  map(buf.x_mid, ix(R), ix(d)).rowwise() += detail::gpt2_crow<S>(at(o.attn_proj_bias), ix(d));
+  detail::gpt2_layer_norm(buf.x_mid, ix(R), ix(d), at(o.ln_2_weight), at(o.ln_2_bias), eps, buf.a2, buf.ln2_mean,
+                          buf.ln2_rstd);
+  detail::gpt2_gemm(buf.u, ix(f), op(buf.a2, R, d), op(at(o.fc_weight), d, f));
+  map(buf.u, ix(R), ix(f)).rowwise() += detail::gpt2_crow<S>(at(o.fc_bias), ix(f));
+  detail::gpt2_gelu(buf.u, ix(R), ix(f), buf.g);
+  std::copy_n(buf.x_mid, R * d, buf.x_final);
+  detail::gpt2_gemm(buf.x_final, ix(d), op(buf.g, R, f), op(at(o.mlp_proj_weight), f, d), S(1), true);
+  map(buf.x_final, ix(R), ix(d)).rowwise() += detail::gpt2_crow<S>(at(o.mlp_proj_bias), ix(d));
+}
+
+template <class Scalar>
+void basic_gpt2<Scalar>::last_block_backward(const pass_type& pass, const detail::gpt2_layer_buffers<Scalar>& b,
+                                             const detail::gpt2_pass_buffers<Scalar>& buf, Scalar* dx_rows,
+                                             Scalar* d_rows, Scalar* du_rows, Scalar* dq_rows, Scalar* dprobs,
+                                             Scalar* dqkv, Scalar* da, Scalar* dx, Scalar* mask_partial,
+                                             const backward_type& req) const {
+  // dx_rows [R, d] holds d / d (stream after the last block) at the rows read; on return dx [N, d]
+  // holds d / d (stream before it) at every row.
+  using S = Scalar;
+  const std::size_t d = config_.n_embd, f = config_.inner(), L = config_.n_layer, H = config_.n_head, dh = d / H;
+  const std::size_t N = pass.rows, R = buf.rows.size(), l = L - 1;
+  const auto& o = offsets_.blocks[l];
+  const S scale = S(1) / std::sqrt(static_cast<S>(dh));
+  S* const dparams = req.d_parameters;
+  auto add_bias_gradient = [&](const S* dy, std::size_t rows, std::size_t cols, std::size_t offset) {
+    detail::gpt2_row<S> db(dparams + offset, ix(cols));
+    for (std::size_t r = 0; r < rows; ++r) db += detail::gpt2_crow<S>(dy + r * cols, ix(cols));
+  };
+
+  // MLP and output projection of the rows read.
+  if (dparams != nullptr) {
+    detail::gpt2_gemm(dparams + o.mlp_proj_weight, ix(d), op(buf.g, R, f).t(), op(dx_rows, R, d), S(1), true);
+    add_bias_gradient(dx_rows, R, d, o.mlp_proj_bias);
+  }
+  detail::gpt2_gemm(du_rows, ix(f), op(dx_rows, R, d), op(at(o.mlp_proj_weight), f, d).t());
+  detail::gpt2_gelu_backward(buf.u, ix(R), ix(f), du_rows);
+  if (dparams != nullptr) {
+    detail::gpt2_gemm(dparams + o.fc_weight, ix(f), op(buf.a2, R, d).t(), op(du_rows, R, f), S(1), true);
+    add_bias_gradient(du_rows, R, f, o.fc_bias);
+  }
+  detail::gpt2_gemm(d_rows, ix(d), op(du_rows, R, f), op(at(o.fc_weight), d, f).t());
+  detail::gpt2_layer_norm_backward(buf.x_mid, ix(R), ix(d), at(o.ln_2_weight), buf.ln2_mean, buf.ln2_rstd, d_rows,
+                                   dx_rows, dparams != nullptr ? dparams + o.ln_2_weight : nullptr,
+                                   dparams != nullptr ? dparams + o.ln_2_bias : nullptr);
+  if (dparams != nullptr) {
+    detail::gpt2_gemm(dparams + o.attn_proj_weight, ix(d), op(buf.z, R, d).t(), op(dx_rows, R, d), S(1), true);
+    add_bias_gradient(dx_rows, R, d, o.attn_proj_bias);
+  }
+  S* const dz_rows = d_rows;
+  detail::gpt2_gemm(dz_rows, ix(d), op(dx_rows, R, d), op(at(o.attn_proj_weight), d, d).t());
+
+  // Attention of the rows read: keys and values get gradients at every row, queries at the rows read.
+  const auto jobs = static_cast<std::ptrdiff_t>(pass.segments.size() * H);
+  GLASSBOX_DETAIL_PARALLEL_FOR(jobs > 1)
+  for (std::ptrdiff_t job = 0; job < jobs; ++job) {
+    const std::size_t s = static_cast<std::size_t>(job) / H, h = static_cast<std::size_t>(job) % H;
+    const auto& seg = pass.segments[s];
+    const std::size_t r0 = buf.segment_rows[s], rs = buf.segment_rows[s + 1] - r0, T = seg.length;
+    const S* qkv = b.qkv + seg.offset * 3 * d + h * dh;
+    S* dqkv_h = dqkv + seg.offset * 3 * d + h * dh;
+    if (mask_partial != nullptr) mask_partial[job] = 0;
+    if (rs == 0) {  // no row of this sequence is read: its keys and values do not matter
+      detail::gpt2_strided<S>(dqkv_h + d, ix(T), ix(dh), Eigen::OuterStride<>(ix(3 * d))).setZero();
+      detail::gpt2_strided<S>(dqkv_h + 2 * d, ix(T), ix(dh), Eigen::OuterStride<>(ix(3 * d))).setZero();
+      continue;
+    }
+    const std::size_t block = buf.segment_probs[s] + h * rs * T;
+    const S* probs = buf.probs + block;
+    S* dp = dprobs + block;
+    const auto dout = op(dz_rows + r0 * d + h * dh, rs, dh, d);
+    const S m = pass.head_mask != nullptr ? pass.head_mask[l * H + h] : S(1);
+    detail::gpt2_gemm(dp, ix(T), dout, op(qkv + 2 * d, T, dh, 3 * d).t());
+    if (mask_partial != nullptr)
+      mask_partial[job] = (detail::gpt2_cmap<S>(dp, ix(rs), ix(T)).array() *
+                           detail::gpt2_cmap<S>(probs, ix(rs), ix(T)).array())
+                              .sum();
+    detail::gpt2_gemm(dqkv_h + 2 * d, ix(3 * d), op(probs, rs, T).t(), dout, m);
+    if (m != S(1)) detail::gpt2_map<S>(dp, ix(rs), ix(T)) *= m;
+    detail::gpt2_causal_softmax_rows_backward(probs, ix(rs), ix(T), buf.positions.data() + r0, dp);
+    const auto ds = op(static_cast<const S*>(dp), rs, T);
+    detail::gpt2_gemm(dq_rows + r0 * d + h * dh, ix(d), ds, op(qkv + d, T, dh, 3 * d), scale);
+    detail::gpt2_gemm(dqkv_h + d, ix(3 * d), ds.t(), op(buf.q + r0 * d + h * dh, rs, dh, d), scale);
+  }
+  if (req.d_head_mask != nullptr)
+    for (std::size_t j = 0; j < pass.segments.size() * H; ++j) req.d_head_mask[l * H + j % H] += mask_partial[j];
+  detail::gpt2_strided<S>(dqkv, ix(N), ix(d), Eigen::OuterStride<>(ix(3 * d))).setZero();
+  for (std::size_t k = 0; k < R; ++k) std::copy_n(dq_rows + k * d, d, dqkv + buf.rows[k] * 3 * d);
+
+  if (dparams != nullptr) {
+    detail::gpt2_gemm(dparams + o.attn_weight, ix(3 * d), op(b.a1, N, d).t(), op(dqkv, N, 3 * d), S(1), true);
+    add_bias_gradient(dqkv, N, 3 * d, o.attn_bias);
+  }
+  detail::gpt2_gemm(da, ix(d), op(dqkv, N, 3 * d), op(at(o.attn_weight), d, 3 * d).t());
+  std::fill_n(dx, N * d, S(0));
+  for (std::size_t k = 0; k < R; ++k) std::copy_n(dx_rows + k * d, d, dx + buf.rows[k] * d);
+  detail::gpt2_layer_norm_backward(b.x, ix(N), ix(d), at(o.ln_1_weight), b.ln1_mean, b.ln1_rstd, da, dx,
+                                   dparams != nullptr ? dparams + o.ln_1_weight : nullptr,
+                                   dparams != nullptr ? dparams + o.ln_1_bias : nullptr);
+}
+
+template <class Scalar>
+void basic_gpt2<Scalar>::attention_forward(std::size_t l, const pass_type& pass,
+                                           const detail::gpt2_layer_buffers<Scalar>& b) const {
+  using S = Scalar;
+  const std::size_t d = config_.n_embd, H = config_.n_head, dh = d / H;
+  const S scale = S(1) / std::sqrt(static_cast<S>(dh));
+  const auto jobs = static_cast<std::ptrdiff_t>(pass.segments.size() * H);
+  GLASSBOX_DETAIL_PARALLEL_FOR(jobs > 1)
+  for (std::ptrdiff_t job = 0; job < jobs; ++job) {
+    const auto& seg = pass.segments[static_cast<std::size_t>(job) / H];
+    const std::size_t h = static_cast<std::size_t>(job) % H, T = seg.length;
+    const auto t = ix(T);
+    const S* qkv = b.qkv + seg.offset * 3 * d + h * dh;
+    const auto q = op(qkv, T, dh, 3 * d), k = op(qkv + d, T, dh, 3 * d), v = op(qkv + 2 * d, T, dh, 3 * d);
+    const std::size_t block = seg.prob_offset + h * T * T;
+    S* probs = b.probs + block;
+    if (pass.attention_override != nullptr && l == pass.override_layer) {
+      std::copy_n(pass.attention_override + block, T * T, probs);
+    } else {
+      detail::gpt2_gemm(probs, t, q, k.t(), scale);
+      detail::gpt2_causal_softmax(probs, t);
+    }
+    if (pass.attentions != nullptr) std::copy_n(probs, T * T, pass.attentions + l * pass.probs_per_layer + block);
+    const S m = pass.head_mask != nullptr ? pass.head_mask[l * H + h] : S(1);
+    detail::gpt2_gemm(b.z + seg.offset * d + h * dh, ix(d), op(probs, T, T), v, m);
+  }
+}
+
+template <class Scalar>
+void basic_gpt2<Scalar>::attention_backward(std::size_t l, const pass_type& pass,
+                                            const detail::gpt2_layer_buffers<Scalar>& b, const Scalar* dz,
+                                            Scalar* dqkv, Scalar* dprobs, Scalar* mask_partial,
+                                            const backward_type& request) const {
+  using S = Scalar;
+  const std::size_t d = config_.n_embd, H = config_.n_head, dh = d / H;
+  const S scale = S(1) / std::sqrt(static_cast<S>(dh));
+  const auto jobs = static_cast<std::ptrdiff_t>(pass.segments.size() * H);
+  GLASSBOX_DETAIL_PARALLEL_FOR(jobs > 1)
+  for (std::ptrdiff_t job = 0; job < jobs; ++job) {
+    const auto& seg = pass.segments[static_cast<std::size_t>(job) / H];
+    const std::size_t h = static_cast<std::size_t>(job) % H, T = seg.length;
+    const auto t = ix(T);
+    const S* qkv = b.qkv + seg.offset * 3 * d + h * dh;
+    const auto q = op(qkv, T, dh, 3 * d), k = op(qkv + d, T, dh, 3 * d), v = op(qkv + 2 * d, T, dh, 3 * d);
+    S* dqkv_h = dqkv + seg.offset * 3 * d + h * dh;
+    const auto dout = op(dz + seg.offset * d + h * dh, T, dh, d);
+    const std::size_t block = seg.prob_offset + h * T * T;
+    const auto p = op(b.probs + block, T, T);
+    S* dp_data = dprobs + block;
+    map dp(dp_data, t, t);
+    const S m = pass.head_mask != nullptr ? pass.head_mask[l * H + h] : S(1);
+    // out = m P V: d(mP) = dout V^T, dV = m P^T dout, dm = <d(mP), P>, dP = m d(mP).
+    detail::gpt2_gemm(dp_data, t, dout, v.t());
+    if (mask_partial != nullptr) mask_partial[job] = (dp.array() * cmap(b.probs + block, t, t).array()).sum();
+    detail::gpt2_gemm(dqkv_h + 2 * d, ix(3 * d), p.t(), dout, m);
+    if (m != S(1)) dp *= m;
+    if (request.d_attentions != nullptr)
+      std::copy_n(dp_data, T * T, request.d_attentions + l * pass.probs_per_layer + block);
+    if (pass.attention_override != nullptr && l == pass.override_layer) {  // they did not depend on q and k
+      detail::gpt2_strided<S>(dqkv_h, t, ix(dh), Eigen::OuterStride<>(ix(3 * d))).setZero();
+      detail::gpt2_strided<S>(dqkv_h + d, t, ix(dh), Eigen::OuterStride<>(ix(3 * d))).setZero();
+      continue;
+    }
+    detail::gpt2_causal_softmax_backward(b.probs + block, t, dp_data);
+    const auto ds = op(static_cast<const S*>(dp_data), T, T);
+    detail::gpt2_gemm(dqkv_h, ix(3 * d), ds, k, scale);
+    detail::gpt2_gemm(dqkv_h + d, ix(3 * d), ds.t(), q, scale);
+  }
+}
+
+template <class Scalar>
+void basic_gpt2<Scalar>::run_backward(detail::gpt2_workspace<Scalar>& ws, const detail::gpt2_pass_buffers<Scalar>& buf,
+                                      const pass_type& pass, const backward_type& req) const {
+  using S = Scalar;
+  const std::size_t d = config_.n_embd, f = config_.inner(), L = config_.n_layer, V = config_.vocab_size,
+                    H = config_.n_head;
+  const std::size_t N = pass.rows, first = pass.start_layer, P = pass.out_rows.size();
+  const auto n = ix(N);
+  S* const dparams = req.d_parameters;
+
+  const int threads = detail::gpt2_thread_count();
+  auto carve = [&](detail::gpt2_carver<S>& c) {
+    const std::size_t R = buf.compact ? buf.rows.size() : 0;
+    return std::array<S*, 11>{c.take(N * d),
+                              c.take(N * d),
+                              c.take(N * 3 * d),
+                              c.take(N * f),
+                              c.take(std::max(pass.probs_per_layer, buf.compact_probs)),
+                              c.take((2 + static_cast<std::size_t>(threads)) * P * d),
+                              c.take(pass.segments.size() * H),
+                              c.take(R * d),
+                              c.take(R * d),
+                              c.take(R * f),
+                              c.take(R * d)};
+  };
+  detail::gpt2_carver<S> counter;
+  carve(counter);
+  detail::gpt2_carver<S> carver(ws.gradients.reserve(counter.used()));
+  const std::array<S*, 11> pieces = carve(carver);
+  S* const dx = pieces[0];      // d / d residual stream, [N, d]
+  S* const da = pieces[1];      // d / d a LayerNorm output, [N, d]
+  S* const dz = pieces[1];      // d / d merged heads, [N, d] (never alive together with da)
+  S* const dqkv = pieces[2];    // [N, 3d]
+  S* const du = pieces[3];      // [N, f]
+  S* const dprobs = pieces[4];  // one layer's d / d probabilities
+  S* const dfinal = pieces[5];  // ln_f rows, 2 x [P, d], then one [P, d] partial sum per thread
+  S* const mask_partial = pieces[6];  // per (sequence, head) head-mask gradients
+  S* const dx_rows = pieces[7];       // compact last block: d / d stream at the rows read, [R, d]
+  S* const d_rows = pieces[8];        // [R, d]
+  S* const du_rows = pieces[9];       // [R, f]
+  S* const dq_rows = pieces[10];      // [R, d]
+
+  auto add_bias_gradient = [&](const S* dy, std::size_t cols, std::size_t offset) {
+    detail::gpt2_row<S> db(dparams + offset, ix(cols));
+    for (std::size_t r = 0; r < N; ++r) db += detail::gpt2_crow<S>(dy + r * cols, ix(cols));
+  };
+  auto capture = [&](std::size_t slot, const char* what, const S* x, std::size_t din, const S* dy, std::size_t dout,
+                     std::size_t w_offset, std::size_t b_offset) {
+    auto& s = (*req.statistics)[slot];
+    s.name = fmt::format("h.{}.{}", slot / 4, what);
+    s.inputs = xt::xtensor<S, 2>::from_shape({N, din});
+    s.output_gradients = xt::xtensor<S, 2>::from_shape({N, dout});
+    std::copy_n(x, N * din, s.inputs.data());
+    std::copy_n(dy, N * dout, s.output_gradients.data());
+    s.weight_offset = w_offset;
+    s.bias_offset = b_offset;
+    s.has_bias = true;
+    s.input_major = true;
+  };
+
+  // Unembedding and ln_f of the read rows; other rows of d x start at 0.
+  S* const d_final = buf.compact ? dx_rows : dx;
+  std::fill_n(d_final, (buf.compact ? buf.rows.size() : N) * d, S(0));
+  if (P > 0) {
+    S* da_final = dfinal;
+    S* dx_selected = dfinal + P * d;
+    detail::gpt2_unembed_backward(buf.a_final, ix(P), ix(d), at(offsets_.head), ix(V), req.d_logits, da_final,
+                                  dparams != nullptr ? dparams + offsets_.head : nullptr, dfinal + 2 * P * d, threads);
+    std::fill_n(dx_selected, P * d, S(0));
+    detail::gpt2_layer_norm_backward(buf.x_selected, ix(P), ix(d), at(offsets_.ln_f_weight), buf.lnf_mean,
+                                     buf.lnf_rstd, da_final, dx_selected,
+                                     dparams != nullptr ? dparams + offsets_.ln_f_weight : nullptr,
+                                     dparams != nullptr ? dparams + offsets_.ln_f_bias : nullptr);
+    for (std::size_t k = 0; k < P; ++k)
+      detail::gpt2_row<S>(d_final + (buf.compact ? buf.row_of_out[k] : pass.out_rows[k]) * d, ix(d)) +=
+          detail::gpt2_crow<S>(dx_selected + k * d, ix(d));
+  }
+  if (buf.compact) {
+    const auto& b = buf.layers[L - 1 - first];
+    last_block_backward(pass, b, buf, dx_rows, d_rows, du_rows, dq_rows, dprobs, dqkv, da, dx,
+                        req.d_head_mask != nullptr ? mask_partial : nullptr, req);
+  }
+
+  for (std::size_t l = buf.compact ? L - 1 : L; l-- > first;) {
+    const auto& b = buf.layers[l - first];
+    const auto& o = offsets_.blocks[l];
+    // MLP: y = g W_proj + b_proj with dy = dx.
+    if (req.statistics != nullptr) capture(4 * l + 3, "mlp.c_proj", b.g, f, dx, d, o.mlp_proj_weight, o.mlp_proj_bias);
+    if (dparams != nullptr) {
+      detail::gpt2_gemm(dparams + o.mlp_proj_weight, ix(d), op(b.g, N, f).t(), op(dx, N, d), S(1), true);
+      add_bias_gradient(dx, d, o.mlp_proj_bias);
+    }
+    detail::gpt2_gemm(du, ix(f), op(dx, N, d), op(at(o.mlp_proj_weight), f, d).t());
+    detail::gpt2_gelu_backward(b.u, n, ix(f), du);
+    if (req.statistics != nullptr) capture(4 * l + 2, "mlp.c_fc", b.a2, d, du, f, o.fc_weight, o.fc_bias);
+    if (dparams != nullptr) {
+      detail::gpt2_gemm(dparams + o.fc_weight, ix(f), op(b.a2, N, d).t(), op(du, N, f), S(1), true);
+      add_bias_gradient(du, f, o.fc_bias);
+    }
+    detail::gpt2_gemm(da, ix(d), op(du, N, f), op(at(o.fc_weight), d, f).t());
+    detail::gpt2_layer_norm_backward(b.x_mid, n, ix(d), at(o.ln_2_weight), b.ln2_mean, b.ln2_rstd, da, dx,
+                                     dparams != nullptr ? dparams + o.ln_2_weight : nullptr,
+                                     dparams != nullptr ? dparams + o.ln_2_bias : nullptr);
+    // Attention output projection: y = z W_o + b_o with dy = dx (now d x_mid).
+    if (req.statistics != nullptr)
+      capture(4 * l + 1, "attn.c_proj", b.z, d, dx, d, o.attn_proj_weight, o.attn_proj_bias);
+    if (dparams != nullptr) {
+      detail::gpt2_gemm(dparams + o.attn_proj_weight, ix(d), op(b.z, N, d).t(), op(dx, N, d), S(1), true);
+      add_bias_gradient(dx, d, o.attn_proj_bias);
+    }
+    detail::gpt2_gemm(dz, ix(d), op(dx, N, d), op(at(o.attn_proj_weight), d, d).t());
+    attention_backward(l, pass, b, dz, dqkv, dprobs, req.d_head_mask != nullptr ? mask_partial : nullptr, req);
+    if (req.d_head_mask != nullptr)
+      for (std::size_t j = 0; j < pass.segments.size() * H; ++j) req.d_head_mask[l * H + j % H] += mask_partial[j];
+    if (req.statistics != nullptr) capture(4 * l, "attn.c_attn", b.a1, d, dqkv, 3 * d, o.attn_weight, o.attn_bias);
+    if (dparams != nullptr) {
+      detail::gpt2_gemm(dparams + o.attn_weight, ix(3 * d), op(b.a1, N, d).t(), op(dqkv, N, 3 * d), S(1), true);
+      add_bias_gradient(dqkv, 3 * d, o.attn_bias);
+    }
+    detail::gpt2_gemm(da, ix(d), op(dqkv, N, 3 * d), op(at(o.attn_weight), d, 3 * d).t());
+    detail::gpt2_layer_norm_backward(b.x, n, ix(d), at(o.ln_1_weight), b.ln1_mean, b.ln1_rstd, da, dx,
+                                     dparams != nullptr ? dparams + o.ln_1_weight : nullptr,
+                                     dparams != nullptr ? dparams + o.ln_1_bias : nullptr);
+  }
+
+  // dx is now d / d (residual stream at index `first`).
+  if (req.d_input != nullptr) std::copy_n(dx, N * d, req.d_input);
+  if (dparams != nullptr && first == 0 && pass.residual == nullptr) {
+    for (const auto& seg : pass.segments) {
+      for (std::size_t i = 0; i < seg.length; ++i) {
+        const std::size_t r = seg.offset + i;
+        const detail::gpt2_crow<S> g(dx + r * d, ix(d));
+        detail::gpt2_row<S>(dparams + offsets_.wpe + i * d, ix(d)) += g;
+        if (pass.tokens != nullptr)
+          detail::gpt2_row<S>(dparams + offsets_.wte + static_cast<std::size_t>(pass.tokens[r]) * d, ix(d)) += g;
+      }
+    }
+  }
+}
+
+// ---- passes behind the public members ------------------------------------------------------------
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::forward_rows(pass_type& pass, std::size_t rows) const -> matrix_type {
+  auto out = matrix_type::from_shape({rows, config_.vocab_size});
+  pass.logits = out.data();
+  auto ws = pool_->acquire();
+  detail::gpt2_pass_buffers<Scalar> buffers;
+  run_forward(*ws, buffers, pass);
+  return out;
+}
+
+template <class Scalar>
+double basic_gpt2<Scalar>::seeded_pass(pass_type& pass, const seed_type& seed, std::size_t length,
+                                       const backward_type& request) const {
+  // One sequence: forward the rows the seed reads, keep the activations, seed, backward.
+  const auto rows = seed.rows(length);
+  check_rows(rows, length, "seed");
+  pass.out_rows.assign(rows.begin(), rows.end());
+  pass.keep = true;
+  auto logits = matrix_type::from_shape({rows.size(), config_.vocab_size});
+  pass.logits = logits.data();
+  auto ws = pool_->acquire();
+  detail::gpt2_pass_buffers<Scalar> buffers;
+  run_forward(*ws, buffers, pass);
+  matrix_type d_logits;
+  const double value = seed(logits, d_logits);
+  backward_type req = request;
+  req.d_logits = d_logits.data();
+  run_backward(*ws, buffers, pass, req);
+  return value;
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::convert_seed(const output_seed& seed) const -> seed_type {
+  if constexpr (is_float) {
+    return seed_type([&seed](std::size_t n) { return seed.rows(n); },
+                     [&seed](const matrix_type& z, matrix_type& dz) { return seed(z, dz); });
+  } else {
+    return seed_type([&seed](std::size_t n) { return seed.rows(n); },
+                     [&seed](const matrix_type& z, matrix_type& dz) {
+                       tensor2 zf = tensor2::from_shape({z.shape(0), z.shape(1)});
+                       std::copy(z.begin(), z.end(), zf.begin());
+                       tensor2 dzf;
+                       const double v = seed(zf, dzf);
+                       dz = matrix_type::from_shape({dzf.shape(0), dzf.shape(1)});
+                       std::copy(dzf.begin(), dzf.end(), dz.begin());
+                       return v;
+                     });
+  }
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::logits(token_span tokens) const -> matrix_type {
+  check_tokens(tokens, "logits");
+  auto pass = make_pass(1, tokens.size());
+  pass.tokens = tokens.data();
+  pass.out_rows = all_rows(tokens.size());
+  return forward_rows(pass, tokens.size());
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::logits_at(token_span tokens, std::span<const std::size_t> rows) const -> matrix_type {
+  check_tokens(tokens, "logits_at");
+  check_rows(rows, tokens.size(), "logits_at");
+  auto pass = make_pass(1, tokens.size());
+  pass.tokens = tokens.data();
+  pass.out_rows.assign(rows.begin(), rows.end());
+  return forward_rows(pass, rows.size());
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::logits_batch(const token_matrix& batch, std::span<const std::size_t> rows) const
+    -> tensor3_type {
+  const std::size_t B = batch.shape(0), T = batch.shape(1);
+  detail::require<shape_error>(B >= 1, "glassbox::models::gpt2::logits_batch: the batch must not be empty");
+  for (std::size_t b = 0; b < B; ++b) check_tokens(token_span(batch.data() + b * T, T), "logits_batch");
+  check_rows(rows, T, "logits_batch");
+  const auto read = rows.empty() ? all_rows(T) : std::vector<std::size_t>(rows.begin(), rows.end());
+  auto pass = make_pass(B, T);
+  pass.tokens = batch.data();
+  for (std::size_t b = 0; b < B; ++b)
+    for (auto r : read) pass.out_rows.push_back(b * T + r);
+  matrix_type flat = forward_rows(pass, B * read.size());
+  auto out = tensor3_type::from_shape({B, read.size(), config_.vocab_size});
+  std::copy(flat.begin(), flat.end(), out.begin());
+  return out;
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::embed(token_span tokens) const -> matrix_type {
+  check_tokens(tokens, "embed");
+  const std::size_t d = config_.n_embd;
+  auto out = matrix_type::from_shape({tokens.size(), d});
+  for (std::size_t i = 0; i < tokens.size(); ++i)
+    std::copy_n(at(offsets_.wte) + static_cast<std::size_t>(tokens[i]) * d, d, out.data() + i * d);
+  return out;
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::logits_from_embeddings(const matrix_type& embeddings) const -> matrix_type {
+  const std::size_t T = embeddings.shape(0);
+  return logits_from_embeddings_at(embeddings, all_rows(T));
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::logits_from_embeddings_at(const matrix_type& embeddings,
+                                                   std::span<const std::size_t> rows) const -> matrix_type {
+  const std::size_t T = embeddings.shape(0);
+  check_length(T, "logits_from_embeddings");
+  detail::require<shape_error>(embeddings.shape(1) == config_.n_embd,
+                               "glassbox::models::gpt2::logits_from_embeddings: embeddings must be {} wide, got {}",
+                               config_.n_embd, embeddings.shape(1));
+  check_rows(rows, T, "logits_from_embeddings");
+  auto pass = make_pass(1, T);
+  pass.embeddings = embeddings.data();
+  pass.out_rows.assign(rows.begin(), rows.end());
+  return forward_rows(pass, rows.size());
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::logits_from_embeddings_batch(const tensor3_type& embeddings,
+                                                      std::span<const std::size_t> rows) const -> tensor3_type {
+  const std::size_t B = embeddings.shape(0), T = embeddings.shape(1);
+  detail::require<shape_error>(B >= 1, "glassbox::models::gpt2::logits_from_embeddings_batch: the batch must not be empty");
+  check_length(T, "logits_from_embeddings_batch");
+  detail::require<shape_error>(embeddings.shape(2) == config_.n_embd,
+                               "glassbox::models::gpt2::logits_from_embeddings_batch: embeddings must be {} wide, got {}",
+                               config_.n_embd, embeddings.shape(2));
+  check_rows(rows, T, "logits_from_embeddings_batch");
+  const auto read = rows.empty() ? all_rows(T) : std::vector<std::size_t>(rows.begin(), rows.end());
+  auto pass = make_pass(B, T);
+  pass.embeddings = embeddings.data();
+  for (std::size_t b = 0; b < B; ++b)
+    for (auto r : read) pass.out_rows.push_back(b * T + r);
+  matrix_type flat = forward_rows(pass, B * read.size());
+  auto out = tensor3_type::from_shape({B, read.size(), config_.vocab_size});
+  std::copy(flat.begin(), flat.end(), out.begin());
+  return out;
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::embedding_gradient(const matrix_type& embeddings, const output_seed& seed) const
+    -> value_and_gradient<matrix_type> {
+  return embedding_gradient(embeddings, convert_seed(seed));
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::embedding_gradient(const matrix_type& embeddings, const seed_type& seed) const
+    -> value_and_gradient<matrix_type> {
+  const std::size_t T = embeddings.shape(0), d = config_.n_embd;
+  check_length(T, "embedding_gradient");
+  detail::require<shape_error>(embeddings.shape(1) == d,
+                               "glassbox::models::gpt2::embedding_gradient: embeddings must be {} wide, got {}", d,
+                               embeddings.shape(1));
+  auto pass = make_pass(1, T);
+  pass.embeddings = embeddings.data();
+  value_and_gradient<matrix_type> out{0, matrix_type::from_shape({T, d})};
+  backward_type req;
+  req.d_input = out.gradient.data();
+  out.value = seeded_pass(pass, seed, T, req);
+  return out;
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::embedding_gradient_batch(const tensor3_type& embeddings, const output_seed& seed) const
+    -> batch_gradient_type {
+  return embedding_gradient_batch(embeddings, convert_seed(seed));
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::embedding_gradient_batch(const tensor3_type& embeddings, const seed_type& seed) const
+    -> batch_gradient_type {
+  const std::size_t B = embeddings.shape(0), T = embeddings.shape(1), d = config_.n_embd;
+  detail::require<shape_error>(B >= 1, "glassbox::models::gpt2::embedding_gradient_batch: the batch must not be empty");
+  check_length(T, "embedding_gradient_batch");
+  detail::require<shape_error>(embeddings.shape(2) == d,
+                               "glassbox::models::gpt2::embedding_gradient_batch: embeddings must be {} wide, got {}",
+                               d, embeddings.shape(2));
+  const auto rows = seed.rows(T);
+  check_rows(rows, T, "embedding_gradient_batch");
+  auto pass = make_pass(B, T);
+  pass.embeddings = embeddings.data();
+  pass.keep = true;
+  const std::size_t R = rows.size(), V = config_.vocab_size;
+  for (std::size_t b = 0; b < B; ++b)
+    for (auto r : rows) pass.out_rows.push_back(b * T + r);
+  auto logits = matrix_type::from_shape({B * R, V});
+  pass.logits = logits.data();
+  auto ws = pool_->acquire();
+  detail::gpt2_pass_buffers<Scalar> buffers;
+  run_forward(*ws, buffers, pass);
+  batch_gradient_type out;
+  out.values.resize(B);
+  auto d_logits = matrix_type::from_shape({B * R, V});
+  auto one = matrix_type::from_shape({R, V});
+  matrix_type d_one;
+  for (std::size_t b = 0; b < B; ++b) {
+    std::copy_n(logits.data() + b * R * V, R * V, one.data());
+    out.values[b] = seed(one, d_one);
+    std::copy_n(d_one.data(), R * V, d_logits.data() + b * R * V);
+  }
+  out.gradients = tensor3_type::from_shape({B, T, d});
+  backward_type req;
+  req.d_logits = d_logits.data();
+  req.d_input = out.gradients.data();
+  run_backward(*ws, buffers, pass, req);
+  return out;
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::attentions(token_span tokens) const -> tensor4_type {
+  check_tokens(tokens, "attentions");
+  const std::size_t T = tokens.size();
+  auto out = tensor4_type::from_shape({config_.n_layer, config_.n_head, T, T});
+  auto pass = make_pass(1, T);
+  pass.tokens = tokens.data();
+  pass.attentions = out.data();
+  auto ws = pool_->acquire();
+  detail::gpt2_pass_buffers<Scalar> buffers;
+  run_forward(*ws, buffers, pass);
+  return out;
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::attention_gradient(token_span tokens, const output_seed& seed) const
+    -> attention_gradient_type {
+  return attention_gradient(tokens, convert_seed(seed));
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::attention_gradient(token_span tokens, const seed_type& seed) const
+    -> attention_gradient_type {
+  check_tokens(tokens, "attention_gradient");
+  const std::size_t T = tokens.size();
+  attention_gradient_type out;
+  out.attentions = tensor4_type::from_shape({config_.n_layer, config_.n_head, T, T});
+  out.gradient = tensor4_type::from_shape({config_.n_layer, config_.n_head, T, T});
+  auto pass = make_pass(1, T);
+  pass.tokens = tokens.data();
+  pass.attentions = out.attentions.data();
+  pass.full_last_block = true;  // every row's attention gradient is reported
+  backward_type req;
+  req.d_attentions = out.gradient.data();
+  out.value = seeded_pass(pass, seed, T, req);
+  return out;
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::head_mask_gradient(token_span tokens, const matrix_type& mask, const output_seed& seed) const
+    -> value_and_gradient<matrix_type> {
+  return head_mask_gradient(tokens, mask, convert_seed(seed));
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::head_mask_gradient(token_span tokens, const matrix_type& mask, const seed_type& seed) const
+    -> value_and_gradient<matrix_type> {
+  check_tokens(tokens, "head_mask_gradient");
+  detail::require<shape_error>(mask.shape(0) == config_.n_layer && mask.shape(1) == config_.n_head,
+                               "glassbox::models::gpt2::head_mask_gradient: mask must be [{}, {}], got [{}, {}]",
+                               config_.n_layer, config_.n_head, mask.shape(0), mask.shape(1));
+  auto pass = make_pass(1, tokens.size());
+  pass.tokens = tokens.data();
+  pass.head_mask = mask.data();
+  value_and_gradient<matrix_type> out{0, matrix_type::from_shape({config_.n_layer, config_.n_head})};
+  std::fill(out.gradient.begin(), out.gradient.end(), Scalar(0));
+  backward_type req;
+  req.d_head_mask = out.gradient.data();
+  out.value = seeded_pass(pass, seed, tokens.size(), req);
+  return out;
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::logits_with_head_mask(token_span tokens, const matrix_type& mask) const -> matrix_type {
+  check_tokens(tokens, "logits_with_head_mask");
+  detail::require<shape_error>(mask.shape(0) == config_.n_layer && mask.shape(1) == config_.n_head,
+                               "glassbox::models::gpt2::logits_with_head_mask: mask must be [{}, {}], got [{}, {}]",
+                               config_.n_layer, config_.n_head, mask.shape(0), mask.shape(1));
+  auto pass = make_pass(1, tokens.size());
+  pass.tokens = tokens.data();
+  pass.head_mask = mask.data();
+  pass.out_rows = all_rows(tokens.size());
+  return forward_rows(pass, tokens.size());
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::logits_with_attentions(token_span tokens, std::size_t layer,
+                                                const tensor3_type& attentions) const -> matrix_type {
+  check_tokens(tokens, "logits_with_attentions");
+  const std::size_t T = tokens.size();
+  detail::require<shape_error>(layer < config_.n_layer,
+                               "glassbox::models::gpt2::logits_with_attentions: layer must be < {} (n_layer), got {}",
+                               config_.n_layer, layer);
+  detail::require<shape_error>(attentions.shape(0) == config_.n_head && attentions.shape(1) == T &&
+                                   attentions.shape(2) == T,
+                               "glassbox::models::gpt2::logits_with_attentions: attentions must be [{}, {}, {}], "
+                               "got [{}, {}, {}]",
+                               config_.n_head, T, T, attentions.shape(0), attentions.shape(1), attentions.shape(2));
+  auto pass = make_pass(1, T);
+  pass.tokens = tokens.data();
+  pass.attention_override = attentions.data();
+  pass.override_layer = layer;
+  pass.out_rows = all_rows(T);
+  return forward_rows(pass, T);
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::hidden_states(token_span tokens) const -> tensor3_type {
+  check_tokens(tokens, "hidden_states");
+  auto out = tensor3_type::from_shape({config_.n_layer + 1, tokens.size(), config_.n_embd});
+  auto pass = make_pass(1, tokens.size());
+  pass.tokens = tokens.data();
+  pass.hidden = out.data();
+  auto ws = pool_->acquire();
+  detail::gpt2_pass_buffers<Scalar> buffers;
+  run_forward(*ws, buffers, pass);
+  return out;
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::logits_from_hidden(token_span tokens, std::size_t layer, const matrix_type& h) const
+    -> matrix_type {
+  check_tokens(tokens, "logits_from_hidden");
+  detail::require<shape_error>(layer <= config_.n_layer,
+                               "glassbox::models::gpt2::logits_from_hidden: layer must be <= {} (n_layer), got {}",
+                               config_.n_layer, layer);
+  detail::require<shape_error>(h.shape(0) == tokens.size() && h.shape(1) == config_.n_embd,
+                               "glassbox::models::gpt2::logits_from_hidden: h must be [{}, {}], got [{}, {}]",
+                               tokens.size(), config_.n_embd, h.shape(0), h.shape(1));
+  auto pass = make_pass(1, tokens.size());
+  pass.residual = h.data();
+  pass.start_layer = layer;
+  pass.out_rows = all_rows(tokens.size());
+  return forward_rows(pass, tokens.size());
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::hidden_gradient(token_span tokens, std::size_t layer, const matrix_type& h,
+                                         const output_seed& seed) const -> value_and_gradient<matrix_type> {
+  return hidden_gradient(tokens, layer, h, convert_seed(seed));
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::hidden_gradient(token_span tokens, std::size_t layer, const matrix_type& h,
+                                         const seed_type& seed) const -> value_and_gradient<matrix_type> {
+  check_tokens(tokens, "hidden_gradient");
+  detail::require<shape_error>(layer <= config_.n_layer,
+                               "glassbox::models::gpt2::hidden_gradient: layer must be <= {} (n_layer), got {}",
+                               config_.n_layer, layer);
+  detail::require<shape_error>(h.shape(0) == tokens.size() && h.shape(1) == config_.n_embd,
+                               "glassbox::models::gpt2::hidden_gradient: h must be [{}, {}], got [{}, {}]",
+                               tokens.size(), config_.n_embd, h.shape(0), h.shape(1));
+  auto pass = make_pass(1, tokens.size());
+  pass.residual = h.data();
+  pass.start_layer = layer;
+  value_and_gradient<matrix_type> out{0, matrix_type::from_shape({tokens.size(), config_.n_embd})};
+  backward_type req;
+  req.d_input = out.gradient.data();
+  out.value = seeded_pass(pass, seed, tokens.size(), req);
+  return out;
+}
+
+// ---- losses --------------------------------------------------------------------------------------
+
+template <class Scalar>
+double basic_gpt2<Scalar>::examples_pass(std::span<const training_example> examples, Scalar* gradient,
+                                         std::vector<double>* per_example,
+                                         std::vector<layer_statistics_type>* statistics, std::string_view who) const {
+  using S = Scalar;
+  std::vector<token_id> tokens;
+  auto pass = make_ragged_pass(examples, tokens, who);
+  const std::size_t P = pass.out_rows.size(), V = config_.vocab_size;
+  const bool backward = gradient != nullptr || statistics != nullptr;
+  pass.keep = backward;
+  pass.full_last_block = statistics != nullptr;  // K-FAC reads every row of every layer
+  auto logits = matrix_type::from_shape({P, V});
+  pass.logits = logits.data();
+  auto ws = pool_->acquire();
+  detail::gpt2_pass_buffers<S> buffers;
+  run_forward(*ws, buffers, pass);
+
+  // Cross-entropy per scored row, turned in place into d (mean over examples of mean over rows) / d logits.
+  const double batch_weight = 1.0 / static_cast<double>(examples.size());
+  double total = 0;
+  std::size_t k = 0;
+  if (per_example != nullptr) per_example->assign(examples.size(), 0.0);
+  for (std::size_t e = 0; e < examples.size(); ++e) {
+    const auto& labels = examples[e].labels;
+    std::size_t scored = 0;
+    for (auto l : labels) scored += l != training_example::ignore_label ? 1 : 0;
+    const double row_weight = 1.0 / static_cast<double>(scored);
+    double sum = 0;
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+      if (labels[i] == training_example::ignore_label) continue;
+      auto z = detail::gpt2_row<S>(logits.data() + k * V, ix(V)).array();
+      const S mx = z.maxCoeff();
+      const double lse = static_cast<double>(mx) + std::log(static_cast<double>((z - mx).exp().sum()));
+      sum += lse - static_cast<double>(z(labels[i]));
+      if (backward) {  // d CE / d z = softmax(z) - onehot(label)
+        const S w = static_cast<S>(row_weight * batch_weight);
+        z = (z - static_cast<S>(lse)).exp() * w;
+        z(labels[i]) -= w;
+      }
+      ++k;
+    }
+    const double loss = sum * row_weight;
+    if (per_example != nullptr) (*per_example)[e] = loss;
+    total += loss;
+  }
+  if (!backward) return total * batch_weight;
+
+  backward_type req;
+  req.d_logits = logits.data();
+  req.d_parameters = gradient;
+  std::vector<basic_linear_layer_statistics<S>> captured;
+  if (statistics != nullptr) {
+    captured.resize(4 * config_.n_layer);
+    req.statistics = &captured;
+  }
+  run_backward(*ws, buffers, pass, req);
+  if (statistics != nullptr) {
+    statistics->clear();
+    statistics->reserve(captured.size());
+    for (auto& c : captured) {
+      layer_statistics_type s;
+      s.name = std::move(c.name);
+      s.inputs = std::move(c.inputs);
+      s.output_gradients = std::move(c.output_gradients);
+      s.weight_offset = c.weight_offset;
+      s.bias_offset = c.bias_offset;
+      s.has_bias = c.has_bias;
+      s.input_major = c.input_major;
+      statistics->push_back(std::move(s));
+    }
+  }
+  return total * batch_weight;
+}
+
+template <class Scalar>
+double basic_gpt2<Scalar>::loss(const training_example& example) const {
+  return examples_pass(std::span<const training_example>(&example, 1), nullptr, nullptr, nullptr, "loss");
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::loss_gradient(const training_example& example) const -> value_and_gradient<vector_type> {
+  return mean_loss_gradient(std::span<const training_example>(&example, 1));
+}
+
+template <class Scalar>
+std::vector<double> basic_gpt2<Scalar>::losses(std::span<const training_example> examples) const {
+  std::vector<double> out;
+  examples_pass(examples, nullptr, &out, nullptr, "losses");
+  return out;
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::mean_loss_gradient(std::span<const training_example> examples) const
+    -> value_and_gradient<vector_type> {
+  value_and_gradient<vector_type> out{0, vector_type::from_shape({parameters_.size()})};
+  out.value = mean_loss_gradient(examples, std::span<Scalar>(out.gradient.data(), out.gradient.size()));
+  return out;
+}
+
+template <class Scalar>
+double basic_gpt2<Scalar>::mean_loss_gradient(std::span<const training_example> examples,
+                                              std::span<Scalar> gradient) const {
+  detail::require<shape_error>(gradient.size() == parameters_.size(),
+                               "glassbox::models::gpt2::mean_loss_gradient: gradient must hold {} values, got {}",
+                               parameters_.size(), gradient.size());
+  std::fill(gradient.begin(), gradient.end(), Scalar(0));
+  return examples_pass(examples, gradient.data(), nullptr, nullptr, "mean_loss_gradient");
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::kfac_statistics(const training_example& example) const
+    -> std::vector<layer_statistics_type> {
+  std::vector<layer_statistics_type> out;
+  examples_pass(std::span<const training_example>(&example, 1), nullptr, nullptr, &out, "kfac_statistics");
+  return out;
+}
+
+static_assert(check_kfac_model<gpt2>() && check_intervention_model<gpt2>() && check_attention_gradient_model<gpt2>() &&
+              check_differentiable_model<gpt2>());
+static_assert(concepts::has_logits_at<gpt2> && concepts::has_logits_batch<gpt2> &&
+              concepts::has_logits_from_embeddings_batch<gpt2> && concepts::has_embedding_gradient_batch<gpt2> &&
+              concepts::has_pad_token<gpt2> && is_thread_safe<gpt2>());
+
+}  // namespace glassbox::models
+
+#include "glassbox/models/detail/gpt2_io.hpp"
