@@ -292,3 +292,58 @@ std::vector<value_and_gradient<tensor2>> embedding_gradients(const M& model, std
 }
 
 }  // namespace glassbox
+
+namespace glassbox {
+
+/// Evaluates target `t` on the model run on from each replacement `inputs[i]` ([T, d]) of the
+/// hidden state at index `layer` (0 = the embeddings output) for `tokens`, through
+/// `logits_from_hidden`; one value per input, identical for any batch size and thread count.
+template <InterventionModel M>
+std::vector<double> evaluate_target_on_hidden(const M& model, token_span tokens, std::size_t layer,
+                                              std::span<const tensor2> inputs, const target& t,
+                                              const execution_options& exec = {},
+                                              std::string_view caller = "evaluate_target_on_hidden") {
+  std::vector<double> values(inputs.size());
+  detail::run_batches(inputs.size(), exec, detail::worker_count(exec, is_thread_safe<M>()), caller,
+                      [&](std::size_t begin, std::size_t end) {
+                        for (std::size_t i = begin; i < end; ++i) {
+                          const tensor2 logits = model.logits_from_hidden(tokens, layer, inputs[i]);
+                          detail::check_finite(logits.data(), logits.size(), std::max<std::size_t>(1, logits.shape(1)),
+                                               caller, i);
+                          values[i] = t.value_of(logits);
+                        }
+                      });
+  return values;
+}
+
+/// The value of `seed`'s scalar and its gradient w.r.t. the hidden state at index `layer`, for the
+/// model run on `tokens` with that hidden state replaced by each of `inputs` ([T, d] each), through
+/// `hidden_gradient` (the ladder has no batched member for it; batches run on threads when the
+/// model is thread-safe).
+template <InterventionModel M>
+std::vector<value_and_gradient<tensor2>> hidden_gradients(const M& model, token_span tokens, std::size_t layer,
+                                                          std::span<const tensor2> inputs, const output_seed& seed,
+                                                          const execution_options& exec = {},
+                                                          std::string_view caller = "hidden_gradients") {
+  std::vector<value_and_gradient<tensor2>> out(inputs.size());
+  detail::run_batches(
+      inputs.size(), exec, detail::worker_count(exec, is_thread_safe<M>()), caller,
+      [&](std::size_t begin, std::size_t end) {
+        for (std::size_t i = begin; i < end; ++i) {
+          out[i] = model.hidden_gradient(tokens, layer, inputs[i], seed);
+          detail::require<model_error>(out[i].gradient.shape() == inputs[i].shape(),
+                                       "glassbox::{}: hidden_gradient returned a {} x {} gradient for {} x {} hidden "
+                                       "states",
+                                       caller, out[i].gradient.shape(0), out[i].gradient.shape(1), inputs[i].shape(0),
+                                       inputs[i].shape(1));
+          detail::require<model_error>(std::isfinite(out[i].value),
+                                       "glassbox::{}: the model returned a target value of {} at evaluation {}", caller,
+                                       out[i].value, i);
+          detail::check_finite(out[i].gradient.data(), out[i].gradient.size(),
+                               std::max<std::size_t>(1, out[i].gradient.shape(1)), caller, i, "hidden gradient");
+        }
+      });
+  return out;
+}
+
+}  // namespace glassbox
