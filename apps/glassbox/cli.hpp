@@ -1,0 +1,90 @@
+// The glassbox command line: what every subcommand shares (finding and loading the model, reading
+// the input tokens, writing outputs, the error convention).
+//
+// Conventions every subcommand keeps:
+//   - a failure is one line on stderr, "glassbox: error: <what>", and exit status 1 (usage errors
+//     that CLI11 detects keep CLI11's message and exit with status 2);
+//   - --model M picks the model (a .safetensors file or a directory holding model.safetensors,
+//     with config.json or __metadata__, and optionally vocab.txt); without it the bundled model is
+//     used (see find_default_model);
+//   - the input is --text "words ..." (needs a vocabulary) or --tokens 1,2,3 (ids);
+//   - --json FILE / --html FILE write machine- and human-readable outputs ("-" = stdout for JSON).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "glassbox/core/error.hpp"
+#include "glassbox/core/types.hpp"
+#include "glassbox/io/vocabulary.hpp"
+#include "glassbox/models/gpt2.hpp"
+#include "glassbox/report/json.hpp"
+
+extern template class glassbox::models::basic_gpt2<float>;
+
+namespace glassbox::cli {
+
+/// The name of the bundled model's directory under models/.
+inline constexpr const char* bundled_model_name = "reviews";
+
+/// The directories searched for the bundled model, in order: next to the executable
+/// (<exe>/models/reviews), the install prefix (<exe>/../share/glassbox/models/reviews), the
+/// source tree the program was built from.
+std::vector<std::filesystem::path> default_model_candidates();
+
+/// The first existing candidate of default_model_candidates(); glassbox::error listing them if none exists.
+std::filesystem::path find_default_model();
+
+/// A loaded model with its vocabulary (empty when the model has none) and where it came from.
+struct loaded_model {
+  models::gpt2 model;
+  io::vocabulary vocabulary;     ///< vocab.txt beside the weights; empty if there is none
+  std::filesystem::path path;    ///< the directory or file it was loaded from
+  bool has_vocabulary() const { return !vocabulary.empty(); }
+  /// The text of each token: the vocabulary's word, or "#<id>" without a vocabulary.
+  std::vector<std::string> token_strings(token_span ids) const;
+};
+
+/// Loads `path` (or the bundled model when empty); the vocabulary must match the model's vocab_size.
+loaded_model load_model(const std::string& path);
+
+/// The input options every explaining subcommand takes.
+struct input_options {
+  std::string text;    ///< --text
+  std::string tokens;  ///< --tokens, comma-separated ids
+  /// Adds --text and --tokens (exactly one required) to `command`.
+  void add_to(CLI::App& command);
+  /// The token ids of the input: --text through the vocabulary (every word must be known) or
+  /// --tokens checked against the vocabulary size; glassbox::error when empty or invalid.
+  token_sequence resolve(const loaded_model& m) const;
+};
+
+/// Parses "1,2,3" (spaces allowed) into ids; glassbox::error naming the bad entry.
+token_sequence parse_token_list(const std::string& list);
+
+/// Writes `text` to `file` ("-" = stdout); glassbox::error if the file cannot be written.
+void write_text(const std::string& file, const std::string& text);
+
+/// Writes `document` as indented JSON to `file` ("-" = stdout).
+void write_json(const std::string& file, const report::json& document);
+
+/// A subcommand's runner, called after parsing when the subcommand was given.
+using runner = std::function<void()>;
+
+/// Each registers one subcommand on `app` and returns the function that runs it.
+runner add_info_command(CLI::App& app);
+runner add_predict_command(CLI::App& app);
+runner add_generate_data_command(CLI::App& app);
+runner add_train_command(CLI::App& app);
+runner add_explain_command(CLI::App& app);
+runner add_attention_command(CLI::App& app);
+runner add_heads_command(CLI::App& app);
+
+}  // namespace glassbox::cli

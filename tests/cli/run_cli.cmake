@@ -1,0 +1,26 @@
+# Runs one command-line test (see CMakeLists.txt): PROGRAM, ARGS (a ;-list), EXPECT_FAIL, PASS.
+execute_process(COMMAND "${PROGRAM}" ${ARGS} RESULT_VARIABLE status OUTPUT_VARIABLE out ERROR_VARIABLE err)
+string(REPLACE ";" " " shown "${ARGS}")
+if(EXPECT_FAIL)
+  if(status EQUAL 0)
+    message(FATAL_ERROR "glassbox ${shown}: expected a failure, got exit status 0\n${out}${err}")
+  endif()
+  # Exactly one line on stderr, starting with "glassbox: error: " (messages may hold ';', so count
+  # characters rather than list entries).
+  string(REGEX REPLACE "[^\n]" "" newlines "${err}")
+  string(LENGTH "${newlines}" count)
+  string(FIND "${err}" "glassbox: error: " at)
+  if(NOT count EQUAL 1 OR NOT at EQUAL 0 OR NOT out STREQUAL "")
+    message(FATAL_ERROR "glassbox ${shown}: expected one 'glassbox: error:' line on stderr and nothing on stdout, "
+                        "got\nstdout: ${out}\nstderr: ${err}")
+  endif()
+  set(checked "${err}")
+else()
+  if(NOT status EQUAL 0)
+    message(FATAL_ERROR "glassbox ${shown}: exit status ${status}\n${out}${err}")
+  endif()
+  set(checked "${out}")
+endif()
+if(PASS AND NOT checked MATCHES "${PASS}")
+  message(FATAL_ERROR "glassbox ${shown}: output does not match '${PASS}':\n${checked}")
+endif()
