@@ -1,7 +1,7 @@
 // glassbox: KernelSHAP (Lundberg & Lee 2017) with the shap library's KernelExplainer strategy:
 // paired coalitions, sizes enumerated from the extremes inward while they fit the budget, the
 // rest sampled without replacement, and the efficiency constraint solved exactly.
-// docs/attribution-perturbation.md has the formulas, defaults and the differences.
+// docs/attribution.md has the formulas, defaults and the differences.
 #pragma once
 
 #include <algorithm>

@@ -1,5 +1,5 @@
 // glassbox: LIME, local interpretable model-agnostic explanations (Ribeiro, Singh & Guestrin 2016;
-// Captum's Lime). docs/attribution-perturbation.md has the formulas, defaults and the differences.
+// Captum's Lime). docs/attribution.md has the formulas, defaults and the differences.
 #pragma once
 
 #include <algorithm>

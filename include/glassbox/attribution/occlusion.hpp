@@ -1,5 +1,5 @@
 // glassbox: occlusion with sliding windows and feature ablation (Zeiler & Fergus 2014; Captum's
-// Occlusion and FeatureAblation). docs/attribution-perturbation.md has the formulas and defaults.
+// Occlusion and FeatureAblation). docs/attribution.md has the formulas and defaults.
 #pragma once
 
 #include <algorithm>

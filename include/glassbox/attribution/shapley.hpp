@@ -1,6 +1,6 @@
 // glassbox: Shapley values of features, by permutation sampling (Strumbelj & Kononenko 2010;
 // Captum's ShapleyValueSampling) and exactly by enumerating every coalition (the reference for
-// the sampling methods). docs/attribution-perturbation.md has the formulas and defaults.
+// the sampling methods). docs/attribution.md has the formulas and defaults.
 #pragma once
 
 #include <algorithm>
