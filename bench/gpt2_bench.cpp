@@ -23,14 +23,14 @@ using glassbox::models::gpt2;
 using glassbox::models::gpt2_config;
 
 // 0: GPT-2 small (12 layers, 12 heads, 768 wide, 50257 tokens). 1: the bundled-model size (4 layers,
-// 4 heads, 128 wide, 512 tokens; 128 positions here so that T = 128 fits; wpe's size costs nothing).
+// 4 heads, 64 wide, 224 tokens, as models/reviews; 128 positions here so that T = 128 fits; wpe's size costs nothing).
 gpt2_config bench_config(std::int64_t which) {
   if (which == 0) return gpt2_config::gpt2_small();
   gpt2_config c;
   c.n_layer = 4;
   c.n_head = 4;
-  c.n_embd = 128;
-  c.vocab_size = 512;
+  c.n_embd = 64;
+  c.vocab_size = 224;
   c.n_positions = 128;
   return c;
 }

@@ -33,7 +33,7 @@ import time
 CONFIGS = {
     # name: (n_layer, n_head, n_embd, vocab_size, n_positions)
     0: ("GPT-2 small", 12, 12, 768, 50257, 1024),
-    1: ("bundled size", 4, 4, 128, 512, 128),
+    1: ("bundled size", 4, 4, 64, 224, 128),
 }
 PASSES = ["forward_all_logits", "forward_last_row", "gradient_target_row", "gradient_all_rows", "parameter_gradient"]
 
