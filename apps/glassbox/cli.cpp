@@ -80,8 +80,8 @@ token_sequence parse_token_list(const std::string& list) {
     const auto [ptr, ec] = std::from_chars(item.data(), item.data() + item.size(), value);
     if (item.empty() || ec != std::errc() || ptr != item.data() + item.size())
       detail::fail("--tokens: '{}' is not a token id (expected comma-separated integers)", item);
-    out.push_back(static_cast<token_id>(value));
     if (value < 0 || value > 0x7fffffff) detail::fail("--tokens: token id {} is out of range", value);
+    out.push_back(static_cast<token_id>(value));
     start = end + 1;
   }
   return out;

@@ -539,6 +539,8 @@ class basic_gpt2 {
                            Scalar* du_rows, Scalar* dq_rows, Scalar* dprobs, Scalar* dqkv, Scalar* da, Scalar* dx,
                            Scalar* mask_partial, const backward_type& request) const;
   matrix_type forward_rows(pass_type& pass, std::size_t rows) const;
+  /// Logits [B, P, V] of `rows` (empty = all) of each of the B sequences of length T in `pass`.
+  tensor3_type forward_batch_rows(pass_type& pass, std::size_t B, std::size_t T, std::span<const std::size_t> rows) const;
   double seeded_pass(pass_type& pass, const seed_type& seed, std::size_t length, const backward_type& request) const;
   double examples_pass(std::span<const training_example> examples, Scalar* gradient,
                        std::vector<double>* per_example, std::vector<layer_statistics_type>* statistics,
@@ -1215,21 +1217,27 @@ auto basic_gpt2<Scalar>::logits_at(token_span tokens, std::span<const std::size_
 }
 
 template <class Scalar>
-auto basic_gpt2<Scalar>::logits_batch(const token_matrix& batch, std::span<const std::size_t> rows) const
-    -> tensor3_type {
-  const std::size_t B = batch.shape(0), T = batch.shape(1);
-  detail::require<shape_error>(B >= 1, "glassbox::models::gpt2::logits_batch: the batch must not be empty");
-  for (std::size_t b = 0; b < B; ++b) check_tokens(token_span(batch.data() + b * T, T), "logits_batch");
-  check_rows(rows, T, "logits_batch");
+auto basic_gpt2<Scalar>::forward_batch_rows(pass_type& pass, std::size_t B, std::size_t T,
+                                            std::span<const std::size_t> rows) const -> tensor3_type {
   const auto read = rows.empty() ? all_rows(T) : std::vector<std::size_t>(rows.begin(), rows.end());
-  auto pass = make_pass(B, T);
-  pass.tokens = batch.data();
   for (std::size_t b = 0; b < B; ++b)
     for (auto r : read) pass.out_rows.push_back(b * T + r);
   matrix_type flat = forward_rows(pass, B * read.size());
   auto out = tensor3_type::from_shape({B, read.size(), config_.vocab_size});
   std::copy(flat.begin(), flat.end(), out.begin());
   return out;
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::logits_batch(const token_matrix& batch, std::span<const std::size_t> rows) const
+    -> tensor3_type {
+  const std::size_t B = batch.shape(0), T = batch.shape(1);
+  detail::require<shape_error>(B >= 1, "glassbox::models::gpt2::logits_batch: the batch must not be empty");
+  for (std::size_t b = 0; b < B; ++b) check_tokens(token_span(batch.data() + b * T, T), "logits_batch");
+  check_rows(rows, T, "logits_batch");
+  auto pass = make_pass(B, T);
+  pass.tokens = batch.data();
+  return forward_batch_rows(pass, B, T, rows);
 }
 
 template <class Scalar>
@@ -1273,15 +1281,9 @@ auto basic_gpt2<Scalar>::logits_from_embeddings_batch(const tensor3_type& embedd
                                "glassbox::models::gpt2::logits_from_embeddings_batch: embeddings must be {} wide, got {}",
                                config_.n_embd, embeddings.shape(2));
   check_rows(rows, T, "logits_from_embeddings_batch");
-  const auto read = rows.empty() ? all_rows(T) : std::vector<std::size_t>(rows.begin(), rows.end());
   auto pass = make_pass(B, T);
   pass.embeddings = embeddings.data();
-  for (std::size_t b = 0; b < B; ++b)
-    for (auto r : read) pass.out_rows.push_back(b * T + r);
-  matrix_type flat = forward_rows(pass, B * read.size());
-  auto out = tensor3_type::from_shape({B, read.size(), config_.vocab_size});
-  std::copy(flat.begin(), flat.end(), out.begin());
-  return out;
+  return forward_batch_rows(pass, B, T, rows);
 }
 
 template <class Scalar>
