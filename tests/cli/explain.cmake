@@ -23,7 +23,7 @@ glassbox_cli_test("explain --help" ARGS explain --help
 
 # The default: integrated gradients (50 Gauss-Legendre steps, zero baseline) of the top next token.
 glassbox_cli_test("explain: default method and target" ARGS explain ${explain_model} --text "${review}"
-                  PASS "input +the food was not good \\. =>\n${target_line} \\(p = ${num}\\), the model's top prediction\n${truth_line}\n\nintegrated_gradients \\| log-probability of token [0-9]+ at position -1 \\| f\\(x\\) = ${num} \\| f\\(baseline\\) = ${num} \\| delta = ${num} \\| 52 evaluations\n${heat} *\n +pos +token +score\n.*${rank_line}\noptions: steps=50 rule=gauss_legendre baseline=zero")
+                  PASS "input +the food was not good \\. =>\n${target_line} \\(p = ${num}\\), the model's top prediction\n${truth_line}\n\nintegrated_gradients \\| log-probability of token [0-9]+ at the last position \\| f\\(x\\) = ${num} \\| f\\(baseline\\) = ${num} \\| delta = ${num} \\| 52 evaluations\n${heat} *\n +pos +token +score\n.*${rank_line}\noptions: steps=50 rule=gauss_legendre baseline=zero")
 
 # Every method, with its main options; the header names the method and its evaluation count.
 glassbox_cli_test("explain: occlusion" ARGS explain ${explain_model} --text "${review}" --method occlusion --window 2 --stride 1
@@ -69,7 +69,7 @@ glassbox_cli_test("explain: layer gradient x activation" ARGS explain ${explain_
 # Targets.
 glassbox_cli_test("explain: --target and --target-kind logit" ARGS explain ${explain_model} --text "${review}" --target negative
                   --target-kind logit --method occlusion
-                  PASS "target +logit of 'negative' \\(id 4\\) after position 6 '=>' \\(p = ${num}\\)\n.*occlusion \\| logit of token 4 at position -1")
+                  PASS "target +logit of 'negative' \\(id 4\\) after position 6 '=>' \\(p = ${num}\\)\n.*occlusion \\| logit of token 4 at the last position")
 glassbox_cli_test("explain: contrastive target" ARGS explain ${explain_model} --text "${review}" --target negative
                   --contrast positive --method input-x-gradient
                   PASS "target +log-probability of 'negative' \\(id 4\\) minus 'positive' \\(id 3\\) .*input_x_gradient \\| contrast of log-probability: token 4 minus token 3")

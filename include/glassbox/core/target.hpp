@@ -126,15 +126,18 @@ class target {
     return value(selected);
   }
 
-  /// A short human-readable description, e.g. "log-probability of token 12 at position -1".
+  /// A short human-readable description, e.g. "log-probability of token 12 at the last position".
   std::string describe() const {
+    // Negative positions count from the end (-1 = the last row).
+    const std::string where = position_ == -1 ? std::string("the last position")
+                              : position_ < 0 ? fmt::format("position {} (from the end)", position_)
+                                              : fmt::format("position {}", position_);
     switch (kind_) {
       case target_kind::sequence_log_probability:
         return fmt::format("sequence-log-probability of a {}-token continuation", continuation_.size());
       case target_kind::contrast:
-        return fmt::format("contrast of {}: token {} minus token {} at position {}", to_string(of_), token_, foil_,
-                           position_);
-      default: return fmt::format("{} of token {} at position {}", to_string(kind_), token_, position_);
+        return fmt::format("contrast of {}: token {} minus token {} at {}", to_string(of_), token_, foil_, where);
+      default: return fmt::format("{} of token {} at {}", to_string(kind_), token_, where);
     }
   }
 
