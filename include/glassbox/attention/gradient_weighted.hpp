@@ -132,6 +132,14 @@ attention_gradient_result checked_attention_gradient(const M& model, token_span 
   return r;
 }
 
+/// Records the input of a relevance computed from one attention_gradient pass of the model.
+inline void attach_input(attention_relevance_result& out, token_span tokens, const target& t, double value) {
+  out.token_ids.assign(tokens.begin(), tokens.end());
+  out.target = t;
+  out.target_value = value;
+  out.model_evaluations = 1;
+}
+
 }  // namespace detail
 
 /// Attention x gradient of bare tensors: attentions A and dF = d f / d A, both [L, H, T, T];
@@ -154,10 +162,7 @@ inline attention_relevance_result attgrad(const tensor4& attentions, const tenso
     sum += layers.back();
   }
   out.layer_maps = detail::stack_matrices(layers, t);
-  out.row_positions.resize(t);
-  for (std::size_t i = 0; i < t; ++i) out.row_positions[i] = i;
-  out.matrix = tensor2({t, t});
-  for (std::size_t k = 0; k < t * t; ++k) out.matrix.data()[k] = static_cast<float>(sum.data()[k]);
+  detail::set_square_matrix(out, sum);
   out.position = position;
   out.scores.resize(t);
   for (std::size_t j = 0; j < t; ++j) out.scores[j] = sum.col(static_cast<Eigen::Index>(j)).sum();
@@ -178,10 +183,7 @@ attention_relevance_result attgrad(const M& model, token_span tokens, const targ
   attgrad_options o = options;
   o.position = detail::target_position(model, tokens.size(), t, options.position, "attgrad");
   auto out = attgrad(g.attentions, g.gradient, o);
-  out.token_ids.assign(tokens.begin(), tokens.end());
-  out.target = t;
-  out.target_value = g.value;
-  out.model_evaluations = 1;
+  detail::attach_input(out, tokens, t, g.value);
   return out;
 }
 
@@ -204,10 +206,7 @@ inline attention_relevance_result chefer_relevance(const tensor4& attentions, co
     r += (layers.back() * r).eval();
   }
   out.layer_maps = detail::stack_matrices(layers, t);
-  out.row_positions.resize(t);
-  for (std::size_t i = 0; i < t; ++i) out.row_positions[i] = i;
-  out.matrix = tensor2({t, t});
-  for (std::size_t k = 0; k < t * t; ++k) out.matrix.data()[k] = static_cast<float>(r.data()[k]);
+  detail::set_square_matrix(out, r);
   out.position = position;
   out.scores.resize(t);
   for (std::size_t j = 0; j < t; ++j)
@@ -225,10 +224,7 @@ attention_relevance_result chefer_relevance(const M& model, token_span tokens, c
   chefer_options o = options;
   o.position = detail::target_position(model, tokens.size(), t, options.position, "chefer_relevance");
   auto out = chefer_relevance(g.attentions, g.gradient, o);
-  out.token_ids.assign(tokens.begin(), tokens.end());
-  out.target = t;
-  out.target_value = g.value;
-  out.model_evaluations = 1;
+  detail::attach_input(out, tokens, t, g.value);
   return out;
 }
 
@@ -264,10 +260,7 @@ attention_relevance_result gradient_weighted_rollout(const M& model, token_span 
   options.position = detail::target_position(model, tokens.size(), t, options.position, "gradient_weighted_rollout");
   auto out = attention_rollout(g.attentions, options);
   out.method = "gradient_weighted_rollout";
-  out.token_ids.assign(tokens.begin(), tokens.end());
-  out.target = t;
-  out.target_value = g.value;
-  out.model_evaluations = 1;
+  detail::attach_input(out, tokens, t, g.value);
   out.options.push_back({"head_norm", std::string(norm == gradient_head_norm::l1 ? "l1" : "l2")});
   return out;
 }

@@ -189,6 +189,15 @@ inline tensor3 stack_matrices(const std::vector<dmatrix>& ms, std::size_t t) {
   return out;
 }
 
+/// Makes `m` [T, T] the result's matrix, one row per position (row_positions 0 .. T - 1).
+inline void set_square_matrix(attention_relevance_result& out, const dmatrix& m) {
+  const auto t = static_cast<std::size_t>(m.rows());
+  out.row_positions.resize(t);
+  for (std::size_t i = 0; i < t; ++i) out.row_positions[i] = i;
+  out.matrix = tensor2({t, t});
+  for (std::size_t k = 0; k < t * t; ++k) out.matrix.data()[k] = static_cast<float>(m.data()[k]);
+}
+
 /// The attentions of `tokens`, checked: shape [L, H, T, T] with T = tokens.size(), finite, >= 0.
 template <AttentionModel M>
 tensor4 model_attentions(const M& model, token_span tokens, std::string_view caller) {

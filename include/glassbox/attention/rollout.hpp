@@ -65,10 +65,7 @@ inline attention_relevance_result attention_rollout(const tensor4& attentions, c
   out.method = "attention_rollout";
   out.first_layer = range.first;
   out.last_layer = range.last;
-  out.row_positions.resize(t);
-  for (std::size_t i = 0; i < t; ++i) out.row_positions[i] = i;
-  out.matrix = tensor2({t, t});
-  for (std::size_t k = 0; k < t * t; ++k) out.matrix.data()[k] = static_cast<float>(r.data()[k]);
+  detail::set_square_matrix(out, r);
   out.position = position;
   out.scores.resize(t);
   for (std::size_t j = 0; j < t; ++j)
