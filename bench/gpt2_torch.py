@@ -16,7 +16,10 @@ Passes (the names of the glassbox benchmarks):
 
 Usage:
   python3 bench/gpt2_torch.py --threads 1 2                   # PyTorch only
-  python3 bench/gpt2_torch.py --threads 1 2 --glassbox build/bench/gpt2_bench --markdown
+  python3 bench/gpt2_torch.py --threads 1 2 --glassbox build/release/bench/gpt2_bench --markdown
+  python3 bench/gpt2_torch.py --glassbox default=build/release/bench/gpt2_bench plain=build/plain/bench/gpt2_bench \
+      --markdown                                              # several glassbox builds, one column each
+(bench/build_flags.sh builds the variants of docs/building.md and runs the last form.)
 Each thread count runs in a fresh process with OMP_NUM_THREADS / OPENBLAS_NUM_THREADS set before
 torch is imported, plus torch.set_num_threads. Times are medians of --repetitions timed runs after
 --warmup untimed runs; the spread is min..max.
@@ -193,7 +196,8 @@ def main():
     ap.add_argument("--configs", type=int, nargs="+", default=[0, 1], help="0: GPT-2 small, 1: bundled size")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--repetitions", type=int, default=7)
-    ap.add_argument("--glassbox", help="path of the gpt2_bench binary, to time glassbox too")
+    ap.add_argument("--glassbox", nargs="+", default=[],
+                    help="gpt2_bench binaries to time too: PATH, or LABEL=PATH for several builds")
     ap.add_argument("--markdown", action="store_true", help="print a markdown table (else JSON lines)")
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -211,26 +215,35 @@ def main():
                               "--repetitions", str(args.repetitions)],
                              env=env, check=True, capture_output=True, text=True).stdout
         results += [dict(json.loads(line), runtime="torch") for line in out.splitlines() if line.strip()]
-        if args.glassbox:
-            results += [dict(r, runtime="glassbox") for r in
-                        run_glassbox(args.glassbox, n, args.lengths, args.configs, args.repetitions)]
+        for spec in args.glassbox:
+            label, _, path = spec.rpartition("=")
+            results += [dict(r, runtime=label or "glassbox") for r in
+                        run_glassbox(path, n, args.lengths, args.configs, args.repetitions)]
 
     if not args.markdown:
         for r in results:
             print(json.dumps(r))
         return
     index = {(r["runtime"], r["config"], r["T"], r["pass"], r["threads"]): r for r in results}
-    print("| model | T | pass | threads | glassbox ms (min..max) | torch ms (min..max) | glassbox / torch |")
-    print("|---|---|---|---|---|---|---|")
+    builds = [spec.rpartition("=")[0] or "glassbox" for spec in args.glassbox]
+    cell = lambda r: "-" if r is None else f"{r['median']:.2f} ({r['min']:.2f}..{r['max']:.2f})"
+    head = "| model | T | pass | threads | " + " | ".join(f"{b} ms (min..max)" for b in builds) + " | torch ms (min..max)"
+    head += "".join(f" | {b} / torch" for b in builds)
+    if len(builds) > 1:
+        head += "".join(f" | {b} / {builds[0]}" for b in builds[1:])
+    print(head + " |")
+    print("|" + "---|" * (head.count("|")))
     for c in args.configs:
         for T in args.lengths:
             for p in PASSES:
                 for n in args.threads:
-                    g, t = index.get(("glassbox", c, T, p, n)), index.get(("torch", c, T, p, n))
-                    cell = lambda r: "-" if r is None else f"{r['median']:.2f} ({r['min']:.2f}..{r['max']:.2f})"
-                    ratio = f"{g['median'] / t['median']:.2f}" if g and t else "-"
-                    print(f"| {CONFIGS[c][0]} | {T} | {p} | {n} | {cell(g)} | {cell(t)} | {ratio} |")
-
+                    g = [index.get((b, c, T, p, n)) for b in builds]
+                    t = index.get(("torch", c, T, p, n))
+                    row = f"| {CONFIGS[c][0]} | {T} | {p} | {n} | " + " | ".join(cell(x) for x in g) + f" | {cell(t)}"
+                    row += "".join(f" | {x['median'] / t['median']:.2f}" if x and t else " | -" for x in g)
+                    if len(builds) > 1:
+                        row += "".join(f" | {x['median'] / g[0]['median']:.2f}" if x and g[0] else " | -" for x in g[1:])
+                    print(row + " |")
 
 if __name__ == "__main__":
     main()

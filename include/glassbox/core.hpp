@@ -1,6 +1,8 @@
-// glassbox: the core layer (types, errors, model concepts, targets, results, randomness, execution).
+// glassbox: the core layer (types, errors, model concepts, targets, results, randomness, execution,
+// build information).
 #pragma once
 
+#include "glassbox/core/build_info.hpp"
 #include "glassbox/core/error.hpp"
 #include "glassbox/core/execution.hpp"
 #include "glassbox/core/model.hpp"
