@@ -654,7 +654,9 @@ TEST_CASE("random gradient methods: bit-identical under a seed across batch size
   // VarGrad is a variance: never negative, per dimension and per token.
   for (float v : var[0].embedding_scores) CHECK(v >= 0.0f);
   for (double v : var[0].scores) CHECK(v >= 0.0);
-  CHECK(var[0].method == "vargrad");
+  CHECK(var[0].method == "noise_tunnel");
+  CHECK(std::get<std::string>(var[0].options.at(0).value) == "vargrad");  // recorded as the option "type"
+  CHECK(var[0].options.at(0).name == "type");
   CHECK(shap[0].standard_errors.size() == tokens.size());
 }
 

@@ -142,6 +142,13 @@ struct tokens_only {
   tensor2 logits(token_span t) const { return m.logits(t); }
 };
 
+// The linear bag as a plain Model without a pad token: the default baseline has nothing to resolve to.
+struct tokens_only_without_pad {
+  const models::linear_bag& m;
+  std::size_t vocab_size() const { return m.vocab_size(); }
+  tensor2 logits(token_span t) const { return m.logits(t); }
+};
+
 // The linear bag as a sequence classifier: one output row (the last position's).
 struct bag_classifier {
   const models::linear_bag& m;
@@ -897,4 +904,194 @@ TEST_CASE("perturbation: on a small GPT-2", "[attribution][perturbation][gpt2]")
     CHECK(r.baseline_value == Approx(t.value_of(model.logits_from_embeddings(zeros))).margin(tol));
     CHECK(r.target_value == Approx(t.value_of(model.logits(tokens))).margin(tol));
   }
+}
+
+TEST_CASE("perturbation: the default baseline resolves per model", "[attribution][perturbation][gpt2]") {
+  models::gpt2_config c;
+  c.n_layer = 2;
+  c.n_head = 2;
+  c.n_embd = 16;
+  c.n_positions = 32;
+  c.vocab_size = 30;  // no pad_token_id, as the public GPT-2
+  const auto model = models::gpt2::random(c, 6);
+  REQUIRE_FALSE(model.pad_token().has_value());
+  const target t = target::log_prob(4);
+  const token_sequence tokens = {5, 7, 9, 11, 3};
+  // Batched library passes against single reference passes: float rounding ~1e-7 of values ~3.
+  constexpr double tol = 1e-5;
+  auto recorded_baseline = [](const attribution_result& r) {
+    const auto it = std::find_if(r.options.begin(), r.options.end(), [](auto& o) { return o.name == "baseline"; });
+    REQUIRE(it != r.options.end());
+    return std::get<std::string>(it->value);
+  };
+  SECTION("a GPT-2 without a pad token: every perturbation method runs with default options, on zero embeddings") {
+    const tensor2 e = model.embed(tokens);
+    const tensor2 zeros = xt::zeros<float>(e.shape());
+    const double at_zero = t.value_of(model.logits_from_embeddings(zeros));
+    const double at_x = t.value_of(model.logits(tokens));
+    for (const auto& r : {occlusion(model, tokens, t), feature_ablation(model, tokens, t), lime(model, tokens, t),
+                          kernel_shap(model, tokens, t), shapley_sampling(model, tokens, t),
+                          shapley_exact(model, tokens, t)}) {
+      INFO(r.method);
+      CHECK(recorded_baseline(r) == "zero");
+      CHECK(r.baseline_value == Approx(at_zero).margin(tol));
+      CHECK(r.target_value == Approx(at_x).margin(tol));
+    }
+    // Feature ablation, directly: f(x) - f(x with token i's embedding zeroed).
+    const auto ablation = feature_ablation(model, tokens, t);
+    for (std::size_t i = 0; i < tokens.size(); ++i) {
+      tensor2 without = e;
+      for (std::size_t k = 0; k < c.n_embd; ++k) without(i, k) = 0.0f;
+      CHECK(ablation.scores[i] == Approx(at_x - t.value_of(model.logits_from_embeddings(without))).margin(tol));
+    }
+  }
+  SECTION("a model with a pad token keeps the pad token as its default") {
+    models::gpt2_config cp = c;
+    cp.pad_token_id = 0;
+    const auto padded = models::gpt2::random(cp, 6);
+    const auto by_default = occlusion(padded, tokens, t);
+    const auto explicit_pad = occlusion(padded, tokens, t, {.baseline = baseline::pad()});
+    CHECK(recorded_baseline(by_default) == "pad");
+    CHECK(by_default.scores == explicit_pad.scores);
+    CHECK(by_default.baseline_value == Approx(t.value_of(padded.logits(token_sequence(5, 0)))).margin(tol));
+  }
+  SECTION("a Model with neither a pad token nor embeddings: a clear error that names the baselines to pass") {
+    const auto bag = models::linear_bag::random(12, 5, 4, 26);
+    const tokens_only_without_pad plain{bag};
+    const token_sequence x = {1, 2, 3, 4};
+    const target logit = target::logit(0);
+    const std::string rest =
+        ": the model has no pad token and is not an EmbeddingModel, so it has no default baseline; set "
+        "options.baseline to baseline::token(id) or baseline::removal()";
+    REQUIRE_THROWS_MATCHES(occlusion(plain, x, logit), glassbox::error, what_contains("glassbox::occlusion" + rest));
+    REQUIRE_THROWS_MATCHES(feature_ablation(plain, x, logit), glassbox::error,
+                           what_contains("glassbox::feature_ablation" + rest));
+    REQUIRE_THROWS_MATCHES(lime(plain, x, logit), glassbox::error, what_contains("glassbox::lime" + rest));
+    REQUIRE_THROWS_MATCHES(kernel_shap(plain, x, logit), glassbox::error, what_contains("glassbox::kernel_shap" + rest));
+    REQUIRE_THROWS_MATCHES(shapley_sampling(plain, x, logit), glassbox::error,
+                           what_contains("glassbox::shapley_sampling" + rest));
+    REQUIRE_THROWS_MATCHES(shapley_exact(plain, x, logit), glassbox::error,
+                           what_contains("glassbox::shapley_exact" + rest));
+    // An explicit token baseline works on it.
+    const auto r = occlusion(plain, x, logit, {.baseline = baseline::token(0)});
+    CHECK(recorded_baseline(r) == "token 0");
+  }
+}
+
+// A Model with GPT-2's prefix members that counts the positions each pass computes.
+struct counting_prefix_model {
+  const models::gpt2& m;
+  mutable std::size_t scratch_positions = 0, resumed_positions = 0, caches = 0;
+  std::size_t vocab_size() const { return m.vocab_size(); }
+  std::size_t output_rows(std::size_t n) const { return n; }
+  tensor2 logits(token_span t) const {
+    scratch_positions += t.size();
+    return m.logits(t);
+  }
+  auto prefix_cache(token_span t) const {
+    ++caches;
+    scratch_positions += t.size();
+    return m.prefix_cache(t);
+  }
+  tensor3 logits_batch_from_prefix(const models::gpt2::prefix_cache_type& cache, const token_matrix& batch,
+                                   std::span<const std::size_t> starts, std::span<const std::size_t> rows) const {
+    for (auto s : starts) resumed_positions += batch.shape(1) - s;
+    return m.logits_batch_from_prefix(cache, batch, starts, rows);
+  }
+};
+
+TEST_CASE("perturbation: causal prefix reuse gives the values of evaluating every input from the start",
+          "[attribution][perturbation][gpt2][prefix]") {
+  // Parameters far from GPT-2's initialisation so that every position matters.
+  models::gpt2_config c;
+  c.n_layer = 2;
+  c.n_head = 2;
+  c.n_embd = 16;
+  c.vocab_size = 30;
+  c.n_positions = 16;
+  const auto table = models::gpt2_parameter_table(c);
+  std::vector<float> p(table.back().offset + table.back().size);
+  glassbox::rng g(11);
+  for (auto& x : p) x = static_cast<float>(g.normal(0.0, 0.3));
+  const models::gpt2 model(c, p);
+  const token_sequence tokens = {3, 5, 7, 9, 11, 13, 2, 4, 6, 8};
+
+  // A target at the last row, and one at row 6 (tokens after it cannot change it), and a sequence target.
+  const std::vector<target> targets = {target::log_prob(3), target::logit(4, 6),
+                                       target::sequence_log_prob(token_sequence{4, 6, 8})};
+  for (const auto& base : {baseline::token(1), baseline::zero()}) {
+    for (const auto& t : targets) {
+      auto run = [&](bool reuse) {
+        execution_options e;
+        e.reuse_prefix = reuse;
+        e.batch_size = 7;
+        occlusion_options o;
+        o.window = 2;
+        o.baseline = base;
+        o.execution = e;
+        kernel_shap_options k;
+        k.n_samples = 200;
+        k.seed = 3;
+        k.baseline = base;
+        k.execution = e;
+        shapley_sampling_options s;
+        s.n_samples = 6;
+        s.seed = 3;
+        s.baseline = base;
+        s.execution = e;
+        lime_options l;
+        l.n_samples = 80;
+        l.seed = 3;
+        l.baseline = base;
+        l.execution = e;
+        return std::vector<attribution_result>{occlusion(model, tokens, t, o), kernel_shap(model, tokens, t, k),
+                                               shapley_sampling(model, tokens, t, s), lime(model, tokens, t, l)};
+      };
+      const auto reused = run(true), scratch = run(false);
+      for (std::size_t m = 0; m < reused.size(); ++m) {
+        CAPTURE(base.describe(), t.describe(), reused[m].method);
+        CHECK(reused[m].model_evaluations == scratch[m].model_evaluations);
+        // The resumed passes run their matrix products over fewer rows, which may round differently
+        // (as a different batch size may): equal to float rounding, about 1e-7 of a value of order 1.
+        CHECK(reused[m].target_value == Approx(scratch[m].target_value).margin(1e-5));
+        double scale = 0;
+        for (double x : scratch[m].scores) scale = std::max(scale, std::abs(x));
+        for (std::size_t i = 0; i < tokens.size(); ++i)
+          CHECK(reused[m].scores[i] == Approx(scratch[m].scores[i]).margin(1e-5 * std::max(1.0, scale)));
+      }
+    }
+  }
+}
+
+TEST_CASE("perturbation: causal prefix reuse computes only the positions after each change",
+          "[attribution][perturbation][gpt2][prefix]") {
+  models::gpt2_config c;
+  c.n_layer = 1;
+  c.n_head = 2;
+  c.n_embd = 8;
+  c.vocab_size = 20;
+  c.n_positions = 16;
+  const auto gpt2 = models::gpt2::random(c, 3);
+  const token_sequence tokens = {3, 5, 7, 9, 11, 13, 2, 4, 6, 8, 10, 12};
+  const std::size_t T = tokens.size();
+  const counting_prefix_model model{gpt2};
+  static_assert(concepts::has_prefix_cache<counting_prefix_model>);
+  const auto r = feature_ablation(model, tokens, target::log_prob(3), {.baseline = baseline::token(1)});
+  // Ablating token i changes positions i.. only: resumed at i from the cache of the input.
+  CHECK(model.caches == 1);
+  std::size_t expected = 0;
+  for (std::size_t i = 1; i < T; ++i) expected += T - i;  // token 0 changes position 0: from scratch
+  CHECK(model.resumed_positions == expected);
+  // From scratch: the cache and the value of the input, the all-absent input, and token 0 ablated.
+  CHECK(model.scratch_positions == 4 * T);
+  CHECK(r.model_evaluations == T + 2);
+
+  // Switched off: every input from scratch.
+  const counting_prefix_model plain{gpt2};
+  execution_options e;
+  e.reuse_prefix = false;
+  const auto q = feature_ablation(plain, tokens, target::log_prob(3), {.baseline = baseline::token(1), .execution = e});
+  CHECK(plain.resumed_positions == 0);
+  CHECK(plain.scratch_positions == (T + 2) * T);
+  for (std::size_t i = 0; i < T; ++i) CHECK(r.scores[i] == Approx(q.scores[i]).margin(1e-5));
 }

@@ -1076,3 +1076,81 @@ TEST_CASE("adam training of a tiny gpt2 on a repetitive corpus makes the loss fa
   CHECK(history == history2);
   CHECK(std::equal(model.parameters().begin(), model.parameters().end(), again.parameters().begin()));
 }
+
+TEST_CASE("gpt2 resumed from a cached prefix computes what a pass from the start computes",
+          "[models][gpt2][prefix]") {
+  const auto c = tiny_config();
+  const auto m = double_model(c);
+  const std::vector<token_id> t = {3, 5, 7, 9, 11, 2, 4, 6, 8};
+  const std::size_t T = t.size(), V = c.vocab_size;
+  // Three sequences that agree with t before positions 2, 5 and 8 and differ from there on.
+  const std::vector<std::size_t> starts = {2, 5, 8};
+  glassbox::token_matrix batch({starts.size(), T});
+  for (std::size_t b = 0; b < starts.size(); ++b)
+    for (std::size_t i = 0; i < T; ++i)
+      batch(b, i) = i < starts[b] ? t[i] : static_cast<token_id>((t[i] + 3 + b) % V);
+
+  SECTION("from tokens: every row at or after the last start, and the target rows only") {
+    const auto cache = m.prefix_cache(t);
+    REQUIRE(cache.length == T);
+    for (const auto& rows : {std::vector<std::size_t>{8}, std::vector<std::size_t>{8, 8}}) {
+      const auto resumed = m.logits_batch_from_prefix(cache, batch, starts, rows);
+      REQUIRE(resumed.shape(0) == starts.size());
+      REQUIRE(resumed.shape(1) == rows.size());
+      for (std::size_t b = 0; b < starts.size(); ++b) {
+        const std::vector<token_id> sequence(batch.data() + b * T, batch.data() + (b + 1) * T);
+        const auto full = m.logits(sequence);
+        for (std::size_t k = 0; k < rows.size(); ++k)
+          for (std::size_t v = 0; v < V; ++v) CHECK(resumed(b, k, v) == Approx(full(rows[k], v)).margin(1e-12));
+      }
+    }
+  }
+  SECTION("from embeddings, with a cache built from embeddings") {
+    const auto e = m.embed(t);
+    const auto cache = m.prefix_cache_from_embeddings(e);
+    dten3 inputs = dten3::from_shape({starts.size(), T, c.n_embd});
+    glassbox::rng g(5);
+    for (std::size_t b = 0; b < starts.size(); ++b)
+      for (std::size_t i = 0; i < T; ++i)
+        for (std::size_t k = 0; k < c.n_embd; ++k) inputs(b, i, k) = i < starts[b] ? e(i, k) : g.normal(0, 0.5);
+    const std::vector<std::size_t> rows = {8};
+    const auto resumed = m.logits_from_embeddings_batch_from_prefix(cache, inputs, starts, rows);
+    for (std::size_t b = 0; b < starts.size(); ++b) {
+      dmat one = xt::view(inputs, b);
+      const auto full = m.logits_from_embeddings(one);
+      for (std::size_t v = 0; v < V; ++v) CHECK(resumed(b, 0, v) == Approx(full(8, v)).margin(1e-12));
+    }
+  }
+  SECTION("a start of 0 is a pass from scratch, and a start at the cached length continues it") {
+    const std::vector<token_id> head(t.begin(), t.begin() + 5);
+    const auto cache = m.prefix_cache(head);  // five cached positions; sequences of nine
+    const std::vector<std::size_t> from = {0, 5};
+    glassbox::token_matrix two({2, T});
+    std::copy(t.begin(), t.end(), two.data());
+    std::copy(t.begin(), t.end(), two.data() + T);
+    const std::vector<std::size_t> rows = {5, 8};
+    const auto resumed = m.logits_batch_from_prefix(cache, two, from, rows);
+    const auto full = m.logits(t);
+    for (std::size_t b = 0; b < 2; ++b)
+      for (std::size_t k = 0; k < rows.size(); ++k)
+        for (std::size_t v = 0; v < V; ++v) CHECK(resumed(b, k, v) == Approx(full(rows[k], v)).margin(1e-12));
+  }
+  SECTION("misuse is refused with clear messages") {
+    const auto cache = m.prefix_cache(t);
+    const std::vector<std::size_t> rows = {8};
+    const std::vector<std::size_t> late = {2, 5, 9};
+    CHECK_THROWS_MATCHES(m.logits_batch_from_prefix(cache, batch, late, rows), glassbox::shape_error,
+                         what_contains("start must be <= 9 (the cached positions) and <= 8 (the first row read)"));
+    const std::vector<std::size_t> early_row = {4};
+    CHECK_THROWS_MATCHES(m.logits_batch_from_prefix(cache, batch, starts, early_row), glassbox::shape_error,
+                         what_contains("got 5 for sequence 1"));
+    const std::vector<std::size_t> too_late = {2, 5, 7};  // sequence 2 differs from t at 8 only, so 7 is fine
+    CHECK_NOTHROW(m.logits_batch_from_prefix(cache, batch, too_late, rows));
+    const std::vector<std::size_t> wrong = {3, 5, 8};  // sequence 0 differs at position 2 < 3
+    CHECK_THROWS_MATCHES(m.logits_batch_from_prefix(cache, batch, wrong, rows), glassbox::shape_error,
+                         what_contains("sequence 0 must equal the cached tokens before its start 3"));
+    const auto from_embeddings = m.prefix_cache_from_embeddings(m.embed(t));
+    CHECK_THROWS_MATCHES(m.logits_batch_from_prefix(from_embeddings, batch, starts, rows), glassbox::shape_error,
+                         what_contains("cache must come from prefix_cache(tokens)"));
+  }
+}

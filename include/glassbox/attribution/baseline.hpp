@@ -2,16 +2,23 @@
 // baseline type, so that, e.g., occlusion and integrated gradients can be asked for the same
 // reference input.
 //
-//   pad()         the token is replaced by the model's pad token (model.pad_token()); the default
+//   pad()         the token is replaced by the model's pad token (model.pad_token())
 //   token(id)     the token is replaced by `id` (e.g. an unknown-word id)
 //   zero()        its input embedding is replaced by zeros (EmbeddingModel)
 //   embedding(v)  its input embedding is replaced by v ([d], the same for every position, or [T, d])
 //   removal()     the token is deleted from the sequence (perturbation methods only; changes length)
+//
+// The default of the perturbation methods (an empty `std::optional<baseline>` in their options)
+// resolves per model (detail::default_baseline): the model's pad token when it has one
+// (pad_token() returns an id), else the zero embedding when the model is an EmbeddingModel, else
+// a glassbox::error that asks for baseline::token(id) or baseline::removal(). Results record the
+// baseline that was used. Gradient methods default to zero() (they need an EmbeddingModel anyway).
 #pragma once
 
 #include <cstddef>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include "glassbox/core/error.hpp"
@@ -44,7 +51,7 @@ constexpr std::string_view to_string(baseline_kind kind) {
 /// The reference input an attribution compares against: what a token is when it is absent.
 class baseline {
  public:
-  /// Replace absent tokens by the model's pad token (the default; needs model.pad_token()).
+  /// Replace absent tokens by the model's pad token (needs model.pad_token() to return an id).
   static baseline pad() { return baseline(baseline_kind::pad_token); }
   /// Replace absent tokens by `id`.
   static baseline token(token_id id) {
@@ -113,6 +120,29 @@ token_id baseline_token(const M& model, const baseline& b, std::string_view call
   require<shape_error>(id >= 0 && static_cast<std::size_t>(id) < model.vocab_size(),
                        "glassbox::{}: baseline token must be in [0, {}), got {}", caller, model.vocab_size(), id);
   return id;
+}
+
+/// The default baseline of the perturbation methods for `model`: its pad token when it has one,
+/// else the zero embedding when it is an EmbeddingModel; otherwise fails, naming what to pass.
+template <Model M>
+baseline default_baseline(const M& model, std::string_view caller) {
+  if constexpr (concepts::has_pad_token<M>) {
+    if (model.pad_token().has_value()) return baseline::pad();
+  }
+  if constexpr (EmbeddingModel<M>) {
+    return baseline::zero();
+  } else {
+    fail(
+        "glassbox::{}: the model has no pad token and is not an EmbeddingModel, so it has no default baseline; set "
+        "options.baseline to baseline::token(id) or baseline::removal()",
+        caller);
+  }
+}
+
+/// The baseline a perturbation method uses: `requested`, or the model's default_baseline when empty.
+template <Model M>
+baseline resolve_baseline(const M& model, const std::optional<baseline>& requested, std::string_view caller) {
+  return requested ? *requested : default_baseline(model, caller);
 }
 
 /// The baseline input embeddings [T, d] for `tokens` (every position absent) on an EmbeddingModel.

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -31,21 +32,23 @@ struct kernel_shap_options {
   std::size_t n_samples = 0;  ///< coalitions evaluated besides x and the baseline; 0 = 2n + 2048 (shap's "auto"),
                               ///< at most 2^n - 2 (then the values are exact)
   bool paired = true;         ///< draw each coalition with its complement (antithetic sampling)
-  glassbox::baseline baseline = baseline::pad();  ///< what an absent token becomes
-  std::vector<int> feature_map{};                 ///< one group id per token (-1 = held fixed); empty = one per token
-  std::uint64_t seed = 0;                         ///< the coalitions' seed
-  execution_options execution{};                  ///< batch size, threads, progress, cancellation
+  std::optional<glassbox::baseline> baseline{};  ///< what an absent token becomes; empty = per model (baseline.hpp)
+  std::vector<int> feature_map{};                ///< one group id per token (-1 = held fixed); empty = one per token
+  std::uint64_t seed = 0;                        ///< the coalitions' seed
+  execution_options execution{};                 ///< batch size, threads, progress, cancellation
 };
 
 namespace detail {
 
 /// The KernelSHAP estimate from a coalition design, f(x) and f(baseline) and the design's values:
 /// the Shapley-kernel weighted least squares fit of f(z) - f(baseline) = z . phi under
-/// sum(phi) = f(x) - f(baseline), solved exactly (detail::constrained_least_squares).
-inline std::vector<double> kernel_shap_solve(const coalition_design& design, std::span<const double> values,
-                                             double full, double empty) {
+/// sum(phi) = f(x) - f(baseline), solved exactly (detail::constrained_least_squares). A template on
+/// the regression's scalar only so that the solver is compiled where it is called (docs/building.md).
+template <class Real = double>
+std::vector<double> kernel_shap_solve(const coalition_design& design, std::span<const double> values, double full,
+                                      double empty) {
   const std::size_t n = design.features, m = design.size();
-  row_matrix<double> z(static_cast<Eigen::Index>(m), static_cast<Eigen::Index>(n));
+  row_matrix<Real> z(static_cast<Eigen::Index>(m), static_cast<Eigen::Index>(n));
   std::vector<double> y(m);
   for (std::size_t j = 0; j < m; ++j) {
     for (std::size_t i = 0; i < n; ++i)
@@ -80,7 +83,8 @@ attribution_result kernel_shap(const M& model, token_span tokens, const target& 
   static_assert(check_model<M>());
   detail::require(options.n_samples == 0 || options.n_samples >= 2,
                   "glassbox::kernel_shap: n_samples must be 0 (auto) or >= 2, got {}", options.n_samples);
-  detail::coalition_evaluator<M> eval(model, tokens, t, options.baseline, options.feature_map, "kernel_shap");
+  const glassbox::baseline used = detail::resolve_baseline(model, options.baseline, "kernel_shap");
+  detail::coalition_evaluator<M> eval(model, tokens, t, used, options.feature_map, "kernel_shap");
   const std::size_t n = eval.features();
   const std::size_t budget = detail::kernel_shap_budget(n, options.n_samples);
 
@@ -117,7 +121,7 @@ attribution_result kernel_shap(const M& model, token_span tokens, const target& 
                {"exact", design.exact},
                {"paired", options.paired},
                {"seed", static_cast<std::int64_t>(options.seed)}};
-  detail::record_common_options(r.options, options.baseline, options.feature_map, options.execution);
+  detail::record_common_options(r.options, used, options.feature_map, options.execution);
   return r;
 }
 

@@ -41,10 +41,10 @@ struct lime_options {
   double kernel_width = 1.0;   ///< w in exp(-d^2 / (2 w^2)), d the cosine distance to the unperturbed input (Captum)
   lime_surrogate surrogate = lime_surrogate::ridge;  ///< the interpretable model
   std::optional<double> alpha{};  ///< regularisation; default 1.0 (ridge, as lime), 0.01 (lasso, as Captum)
-  glassbox::baseline baseline = baseline::pad();  ///< what an absent token becomes
-  std::vector<int> feature_map{};                 ///< one group id per token (-1 = held fixed); empty = one per token
-  std::uint64_t seed = 0;                         ///< the samples' seed
-  execution_options execution{};                  ///< batch size, threads, progress, cancellation
+  std::optional<glassbox::baseline> baseline{};  ///< what an absent token becomes; empty = per model (baseline.hpp)
+  std::vector<int> feature_map{};                ///< one group id per token (-1 = held fixed); empty = one per token
+  std::uint64_t seed = 0;                        ///< the samples' seed
+  execution_options execution{};                 ///< batch size, threads, progress, cancellation
 };
 
 /// LIME: `n_samples` binary masks z over the features, each feature present with probability 1/2
@@ -64,7 +64,8 @@ attribution_result lime(const M& model, token_span tokens, const target& t, cons
                   "glassbox::lime: kernel_width must be > 0 and finite, got {}", options.kernel_width);
   const double alpha = options.alpha.value_or(options.surrogate == lime_surrogate::ridge ? 1.0 : 0.01);
   detail::require(alpha >= 0 && std::isfinite(alpha), "glassbox::lime: alpha must be >= 0 and finite, got {}", alpha);
-  detail::coalition_evaluator<M> eval(model, tokens, t, options.baseline, options.feature_map, "lime");
+  const glassbox::baseline used = detail::resolve_baseline(model, options.baseline, "lime");
+  detail::coalition_evaluator<M> eval(model, tokens, t, used, options.feature_map, "lime");
   const std::size_t n = eval.features(), samples = options.n_samples;
 
   // Every random draw happens here, before any model call.
@@ -113,7 +114,7 @@ attribution_result lime(const M& model, token_span tokens, const target& t, cons
                {"surrogate", std::string(to_string(options.surrogate))},
                {"alpha", alpha},
                {"seed", static_cast<std::int64_t>(options.seed)}};
-  detail::record_common_options(r.options, options.baseline, options.feature_map, options.execution);
+  detail::record_common_options(r.options, used, options.feature_map, options.execution);
   r.options.push_back({"surrogate_r2", fit.r2});
   r.options.push_back({"surrogate_intercept", fit.intercept});
   return r;

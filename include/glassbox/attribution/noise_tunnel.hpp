@@ -133,7 +133,7 @@ attribution_result noise_tunnel(const M& model, token_span tokens, const target&
   }
 
   attribution_result r;
-  r.method = std::string(to_string(options.type));
+  r.method = "noise_tunnel";  // the combination is recorded as the option "type"
   r.token_ids.assign(tokens.begin(), tokens.end());
   r.scores = aggregate_tokens(combined, inner);
   r.embedding_scores = detail::to_float(combined);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -22,18 +23,18 @@ namespace glassbox {
 
 /// Options of occlusion. A window covers `window` consecutive features (tokens by default).
 struct occlusion_options {
-  std::size_t window = 1;                         ///< sliding window width in features (Captum: sliding_window_shapes)
-  std::size_t stride = 1;                         ///< step between window starts (Captum's default strides = 1)
-  glassbox::baseline baseline = baseline::pad();  ///< what an occluded token becomes
-  std::vector<int> feature_map{};                 ///< one group id per token (-1 = held fixed); empty = one per token
-  execution_options execution{};                  ///< batch size (Captum's perturbations_per_eval), threads, progress
+  std::size_t window = 1;                        ///< sliding window width in features (Captum: sliding_window_shapes)
+  std::size_t stride = 1;                        ///< step between window starts (Captum's default strides = 1)
+  std::optional<glassbox::baseline> baseline{};  ///< what an occluded token becomes; empty = per model (baseline.hpp)
+  std::vector<int> feature_map{};                ///< one group id per token (-1 = held fixed); empty = one per token
+  execution_options execution{};                 ///< batch size (Captum's perturbations_per_eval), threads, progress
 };
 
 /// Options of feature ablation.
 struct feature_ablation_options {
-  glassbox::baseline baseline = baseline::pad();  ///< what an ablated token becomes
-  std::vector<int> feature_map{};                 ///< one group id per token (-1 = held fixed); empty = one per token
-  execution_options execution{};                  ///< batch size (Captum's perturbations_per_eval), threads, progress
+  std::optional<glassbox::baseline> baseline{};  ///< what an ablated token becomes; empty = per model (baseline.hpp)
+  std::vector<int> feature_map{};                ///< one group id per token (-1 = held fixed); empty = one per token
+  execution_options execution{};                 ///< batch size (Captum's perturbations_per_eval), threads, progress
 };
 
 /// Occlusion (Captum's Occlusion, on the sequence of features): windows of `window` features start at
@@ -50,7 +51,8 @@ attribution_result occlusion(const M& model, token_span tokens, const target& t,
   constexpr std::string_view caller = "occlusion";
   detail::require(options.window >= 1, "glassbox::occlusion: window must be >= 1, got {}", options.window);
   detail::require(options.stride >= 1, "glassbox::occlusion: stride must be >= 1, got {}", options.stride);
-  detail::coalition_evaluator<M> eval(model, tokens, t, options.baseline, options.feature_map, caller);
+  const glassbox::baseline used = detail::resolve_baseline(model, options.baseline, caller);
+  detail::coalition_evaluator<M> eval(model, tokens, t, used, options.feature_map, caller);
   const std::size_t n = eval.features();
   detail::require(options.window <= n, "glassbox::occlusion: window must be <= the number of features ({}), got {}", n,
                   options.window);
@@ -89,7 +91,7 @@ attribution_result occlusion(const M& model, token_span tokens, const target& t,
   r.model_evaluations = eval.evaluations();
   r.options = {{"window", static_cast<std::int64_t>(options.window)},
                {"stride", static_cast<std::int64_t>(options.stride)}};
-  detail::record_common_options(r.options, options.baseline, options.feature_map, options.execution);
+  detail::record_common_options(r.options, used, options.feature_map, options.execution);
   return r;
 }
 
@@ -102,7 +104,8 @@ template <class M>
 attribution_result feature_ablation(const M& model, token_span tokens, const target& t,
                                     const feature_ablation_options& options = {}) {
   static_assert(check_model<M>());
-  detail::coalition_evaluator<M> eval(model, tokens, t, options.baseline, options.feature_map, "feature_ablation");
+  const glassbox::baseline used = detail::resolve_baseline(model, options.baseline, "feature_ablation");
+  detail::coalition_evaluator<M> eval(model, tokens, t, used, options.feature_map, "feature_ablation");
   const std::size_t n = eval.features();
   // Coalition 0: everything present; 1: everything absent; 2 + f: feature f absent.
   const std::vector<double> values = eval.evaluate(
@@ -123,7 +126,7 @@ attribution_result feature_ablation(const M& model, token_span tokens, const tar
   r.target_value = values[0];
   r.baseline_value = values[1];
   r.model_evaluations = eval.evaluations();
-  detail::record_common_options(r.options, options.baseline, options.feature_map, options.execution);
+  detail::record_common_options(r.options, used, options.feature_map, options.execution);
   return r;
 }
 

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -29,16 +30,16 @@ namespace glassbox {
 struct shapley_sampling_options {
   std::size_t n_samples = 25;  ///< random permutations (Captum's default)
   bool antithetic = false;     ///< draw permutations in pairs: a permutation and its reverse (n_samples even)
-  glassbox::baseline baseline = baseline::pad();  ///< what an absent token becomes
-  std::vector<int> feature_map{};                 ///< one group id per token (-1 = held fixed); empty = one per token
-  std::uint64_t seed = 0;                         ///< the permutations' seed
-  execution_options execution{};                  ///< batch size, threads, progress, cancellation
+  std::optional<glassbox::baseline> baseline{};  ///< what an absent token becomes; empty = per model (baseline.hpp)
+  std::vector<int> feature_map{};                ///< one group id per token (-1 = held fixed); empty = one per token
+  std::uint64_t seed = 0;                        ///< the permutations' seed
+  execution_options execution{};                 ///< batch size, threads, progress, cancellation
 };
 
 /// Options of exact Shapley values.
 struct shapley_exact_options {
   static constexpr std::size_t max_features = 20;  ///< 2^20 evaluations; more features are refused
-  glassbox::baseline baseline = baseline::pad();   ///< what an absent token becomes
+  std::optional<glassbox::baseline> baseline{};    ///< what an absent token becomes; empty = per model (baseline.hpp)
   std::vector<int> feature_map{};                  ///< one group id per token (-1 = held fixed); empty = one per token
   execution_options execution{};                   ///< batch size, threads, progress, cancellation
 };
@@ -61,7 +62,8 @@ attribution_result shapley_sampling(const M& model, token_span tokens, const tar
   detail::require(!options.antithetic || options.n_samples % 2 == 0,
                   "glassbox::shapley_sampling: n_samples must be even when antithetic is true, got {}",
                   options.n_samples);
-  detail::coalition_evaluator<M> eval(model, tokens, t, options.baseline, options.feature_map, "shapley_sampling");
+  const glassbox::baseline used = detail::resolve_baseline(model, options.baseline, "shapley_sampling");
+  detail::coalition_evaluator<M> eval(model, tokens, t, used, options.feature_map, "shapley_sampling");
   const std::size_t n = eval.features(), permutations = options.n_samples;
 
   // Every random draw happens here, before any model call.
@@ -131,7 +133,7 @@ attribution_result shapley_sampling(const M& model, token_span tokens, const tar
   r.options = {{"n_samples", static_cast<std::int64_t>(options.n_samples)},
                {"antithetic", options.antithetic},
                {"seed", static_cast<std::int64_t>(options.seed)}};
-  detail::record_common_options(r.options, options.baseline, options.feature_map, options.execution);
+  detail::record_common_options(r.options, used, options.feature_map, options.execution);
   return r;
 }
 
@@ -145,7 +147,8 @@ template <class M>
 attribution_result shapley_exact(const M& model, token_span tokens, const target& t,
                                  const shapley_exact_options& options = {}) {
   static_assert(check_model<M>());
-  detail::coalition_evaluator<M> eval(model, tokens, t, options.baseline, options.feature_map, "shapley_exact");
+  const glassbox::baseline used = detail::resolve_baseline(model, options.baseline, "shapley_exact");
+  detail::coalition_evaluator<M> eval(model, tokens, t, used, options.feature_map, "shapley_exact");
   const std::size_t n = eval.features();
   detail::require(n <= shapley_exact_options::max_features,
                   "glassbox::shapley_exact: the number of features must be <= {} (2^n evaluations), got {}; group "
@@ -182,7 +185,7 @@ attribution_result shapley_exact(const M& model, token_span tokens, const target
   for (double p : phi) sum += p;
   r.convergence_delta = sum - (values[coalitions - 1] - values[0]);
   r.model_evaluations = eval.evaluations();
-  detail::record_common_options(r.options, options.baseline, options.feature_map, options.execution);
+  detail::record_common_options(r.options, used, options.feature_map, options.execution);
   return r;
 }
 

@@ -22,30 +22,79 @@
 #include "glassbox/core/progress.hpp"
 #include "glassbox/core/target.hpp"
 #include "glassbox/core/types.hpp"
+#include "glassbox/detail/blas.hpp"
+
+// The thread budget reaches inside model passes through OpenMP when the including program is
+// compiled with it (the reference GPT-2 splits its products over OpenMP threads).
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 namespace glassbox {
 
 /// How an algorithm evaluates its model: batch size, threads, progress and cancellation.
 struct execution_options {
   std::size_t batch_size = 32;  ///< inputs per model call when the model has batched members
-  std::size_t threads = 0;      ///< worker threads if the model is thread-safe; 0 = all hardware threads
+  /// The thread budget: how many cores the call may keep busy in all, workers times the threads
+  /// inside each model pass (docs/concepts.md, "Threads"); 0 = every hardware thread, 1 = one core.
+  std::size_t threads = 0;
   progress_callback on_progress{};  ///< called after each finished batch; return false to cancel
   std::stop_token stop{};           ///< cancels when a stop is requested
+  /// Causal prefix reuse: on a model with prefix_cache (docs/concepts.md), perturbation methods compute
+  /// only the positions from a perturbed input's first change on. Results are the same either way.
+  bool reuse_prefix = true;
+};
+
+/// The number of threads a budget of `threads` means: `threads`, or every hardware thread for 0.
+inline std::size_t resolve_threads(std::size_t threads) {
+  if (threads != 0) return threads;
+  return std::max<std::size_t>(1, std::thread::hardware_concurrency());
+}
+
+/// Sets, for its lifetime, how many threads a model pass started on the calling thread may use
+/// (OpenMP's thread count of this thread; without OpenMP passes run on one thread anyway), and
+/// restores the previous value after. The library opens one in every worker it starts; a program
+/// that calls a model directly opens one to apply its --threads to those calls.
+class pass_threads_scope {
+ public:
+  /// Limits passes on this thread to `threads` threads (0 = every hardware thread).
+  explicit pass_threads_scope(std::size_t threads) {
+    detail::blas_on_calling_thread();
+#if defined(_OPENMP)
+    previous_ = omp_get_max_threads();
+    omp_set_num_threads(static_cast<int>(resolve_threads(threads)));
+#else
+    (void)threads;
+#endif
+  }
+  pass_threads_scope(const pass_threads_scope&) = delete;
+  pass_threads_scope& operator=(const pass_threads_scope&) = delete;
+  ~pass_threads_scope() {
+#if defined(_OPENMP)
+    omp_set_num_threads(previous_);
+#endif
+  }
+
+ private:
+  [[maybe_unused]] int previous_ = 1;
 };
 
 namespace detail {
 
-/// The number of worker threads to use for `exec` on a model that is (or is not) thread-safe.
+/// The number of worker threads to use for `exec` on a model that is (or is not) thread-safe: the
+/// whole budget for a thread-safe model (run_batches then gives each worker budget / workers
+/// threads inside its passes), one otherwise (whose passes then get the whole budget).
 inline std::size_t worker_count(const execution_options& exec, bool thread_safe) {
   if (!thread_safe) return 1;
-  if (exec.threads != 0) return exec.threads;
-  return std::max<std::size_t>(1, std::thread::hardware_concurrency());
+  return resolve_threads(exec.threads);
 }
 
 /// Runs batch_fn(begin, end) over [0, n) in batches of exec.batch_size, on up to `workers`
 /// threads, reporting progress in items and throwing glassbox::cancelled on request. Each batch
 /// is processed by exactly one call; the order of calls is unspecified, so batch_fn writes its
-/// results by index.
+/// results by index. The thread budget exec.threads is shared out: the workers actually started
+/// (at most one per batch) each run their passes on budget / workers threads, so that the
+/// process never keeps more than the budget's cores busy.
 template <class BatchFn>
 void run_batches(std::size_t n, const execution_options& exec, std::size_t workers, std::string_view stage,
                  BatchFn&& batch_fn) {
@@ -57,8 +106,11 @@ void run_batches(std::size_t n, const execution_options& exec, std::size_t worke
     const std::size_t begin = b * exec.batch_size;
     return std::pair{begin, std::min(n, begin + exec.batch_size)};
   };
-  workers = std::min(workers, batches);
+  const std::size_t budget = resolve_threads(exec.threads);
+  workers = std::max<std::size_t>(1, std::min({workers, batches, budget}));
+  const std::size_t pass_threads = std::max<std::size_t>(1, budget / workers);
   if (workers <= 1) {
+    const pass_threads_scope scope(pass_threads);
     for (std::size_t b = 0; b < batches; ++b) {
       const auto [begin, end] = bounds(b);
       batch_fn(begin, end);
@@ -77,6 +129,7 @@ void run_batches(std::size_t n, const execution_options& exec, std::size_t worke
     pool.reserve(workers);
     for (std::size_t w = 0; w < workers; ++w) {
       pool.emplace_back([&] {
+        const pass_threads_scope scope(pass_threads);
         while (!halt.load()) {
           const std::size_t b = next.fetch_add(1);
           if (b >= batches) break;
@@ -120,6 +173,17 @@ void run_batches(std::size_t n, const execution_options& exec, std::size_t worke
   }  // joins the workers
   if (failure) std::rethrow_exception(failure);
   if (reporter.done() < n) reporter.advance(n - reporter.done());
+}
+
+/// The output rows of `model` for `length` tokens: its output_rows member, or one per token.
+template <class M>
+std::size_t output_rows_of(const M& model, std::size_t length) {
+  if constexpr (concepts::has_output_rows<M>) {
+    return model.output_rows(length);
+  } else {
+    (void)model;
+    return length;
+  }
 }
 
 /// Throws model_error if `values` holds a NaN or Inf, naming the caller and the evaluation.
@@ -289,6 +353,97 @@ std::vector<value_and_gradient<tensor2>> embedding_gradients(const M& model, std
         }
       });
   return out;
+}
+
+namespace detail {
+
+/// The batches of a resumed evaluation: each input's values from the [B, P, V] logits of its batch.
+template <class Resume>
+std::vector<double> evaluate_resumed(std::size_t n, std::span<const std::size_t> starts, std::size_t length,
+                                     const target& t, std::size_t out_rows, const execution_options& exec,
+                                     std::size_t workers, std::string_view caller, Resume&& resume) {
+  const auto rows = t.rows(out_rows);
+  require<shape_error>(!rows.empty(), "glassbox::{}: the target reads no row", caller);
+  const std::size_t first = *std::min_element(rows.begin(), rows.end());
+  for (auto s : starts)
+    require<shape_error>(s <= first && s < length,
+                         "glassbox::{}: a resumed input must start at or before the first row read ({}), got {}",
+                         caller, first, s);
+  std::vector<double> values(n);
+  run_batches(n, exec, workers, caller, [&](std::size_t begin, std::size_t end) {
+    const tensor3 out = resume(begin, end, std::span<const std::size_t>(starts.data() + begin, end - begin), rows);
+    const std::size_t p = out.shape(1), v = out.shape(2);
+    require<model_error>(out.shape(0) == end - begin && p == rows.size(),
+                         "glassbox::{}: the resumed pass returned {} x {} rows, expected {} x {}", caller, out.shape(0),
+                         p, end - begin, rows.size());
+    for (std::size_t i = begin; i < end; ++i) {
+      tensor2 one({p, v});
+      std::copy_n(out.data() + (i - begin) * p * v, p * v, one.data());
+      check_finite(one.data(), one.size(), std::max<std::size_t>(1, v), caller, i);
+      values[i] = t.value(one);
+    }
+  });
+  return values;
+}
+
+}  // namespace detail
+
+/// Evaluates target `t` on token sequences that each equal the sequence cached in `cache` (from
+/// model.prefix_cache) before position starts[i], through logits_batch_from_prefix: only positions
+/// starts[i] onwards are computed. The inputs have one length, and every row `t` reads is at or
+/// after every start (a row before it is the cached sequence's own).
+template <Model M, class Cache>
+  requires concepts::has_prefix_cache<M>
+std::vector<double> evaluate_target_from_prefix(const M& model, const Cache& cache,
+                                                std::span<const token_sequence> inputs,
+                                                std::span<const std::size_t> starts, const target& t,
+                                                const execution_options& exec = {},
+                                                std::string_view caller = "evaluate_target_from_prefix") {
+  detail::require<shape_error>(starts.size() == inputs.size() && !inputs.empty(),
+                               "glassbox::{}: starts must have one entry per input ({}), got {}", caller, inputs.size(),
+                               starts.size());
+  const std::size_t length = inputs[0].size();
+  for (const auto& s : inputs)
+    detail::require<shape_error>(s.size() == length, "glassbox::{}: resumed inputs must have one length ({}), got {}",
+                                 caller, length, s.size());
+  const std::size_t out_rows = detail::output_rows_of(model, length);
+  return detail::evaluate_resumed(
+      inputs.size(), starts, length, t, out_rows, exec, detail::worker_count(exec, is_thread_safe<M>()), caller,
+      [&](std::size_t begin, std::size_t end, std::span<const std::size_t> batch_starts,
+          std::span<const std::size_t> rows) {
+        token_matrix batch({end - begin, length});
+        for (std::size_t i = begin; i < end; ++i)
+          std::copy(inputs[i].begin(), inputs[i].end(), batch.data() + (i - begin) * length);
+        return tensor3(model.logits_batch_from_prefix(cache, batch, batch_starts, rows));
+      });
+}
+
+/// evaluate_target_from_prefix for input embeddings ([T, d] each) and a cache from
+/// model.prefix_cache_from_embeddings, through logits_from_embeddings_batch_from_prefix.
+template <EmbeddingModel M, class Cache>
+  requires concepts::has_embeddings_prefix_cache<M>
+std::vector<double> evaluate_target_on_embeddings_from_prefix(
+    const M& model, const Cache& cache, std::span<const tensor2> inputs, std::span<const std::size_t> starts,
+    const target& t, const execution_options& exec = {},
+    std::string_view caller = "evaluate_target_on_embeddings_from_prefix") {
+  detail::require<shape_error>(starts.size() == inputs.size() && !inputs.empty(),
+                               "glassbox::{}: starts must have one entry per input ({}), got {}", caller, inputs.size(),
+                               starts.size());
+  const auto shape = inputs[0].shape();
+  for (const auto& e : inputs)
+    detail::require<shape_error>(e.shape() == shape, "glassbox::{}: resumed inputs must have one shape ([{}, {}]), got [{}, {}]",
+                                 caller, shape[0], shape[1], e.shape(0), e.shape(1));
+  const std::size_t length = shape[0];
+  const std::size_t out_rows = detail::output_rows_of(model, length);
+  return detail::evaluate_resumed(
+      inputs.size(), starts, length, t, out_rows, exec, detail::worker_count(exec, is_thread_safe<M>()), caller,
+      [&](std::size_t begin, std::size_t end, std::span<const std::size_t> batch_starts,
+          std::span<const std::size_t> rows) {
+        tensor3 batch({end - begin, shape[0], shape[1]});
+        for (std::size_t i = begin; i < end; ++i)
+          std::copy_n(inputs[i].data(), inputs[i].size(), batch.data() + (i - begin) * inputs[i].size());
+        return tensor3(model.logits_from_embeddings_batch_from_prefix(cache, batch, batch_starts, rows));
+      });
 }
 
 }  // namespace glassbox

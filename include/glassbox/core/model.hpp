@@ -33,7 +33,17 @@
 //   tensor3 logits_from_embeddings_batch(const tensor3&, std::span<const std::size_t> rows) const
 //   batch_gradient_result embedding_gradient_batch(const tensor3& embeddings, const output_seed&) const
 //   std::optional<token_id> pad_token() const                the default "absent token" for perturbations
+//   Cache prefix_cache(token_span) const                     causal prefix reuse (any Cache type): the state
+//   tensor3 logits_batch_from_prefix(const Cache&, const token_matrix& batch,   after a sequence, and [B, P, V] logits
+//                                    std::span<const std::size_t> starts,      of sequences that equal it before
+//                                    std::span<const std::size_t> rows) const  starts[b], computing only the rest
+//   Cache prefix_cache_from_embeddings(const tensor2&) const, tensor3 logits_from_embeddings_batch_from_prefix(
+//       const Cache&, const tensor3& batch, starts, rows) const             the same from input embeddings
 //   static constexpr bool thread_safe = true;                the library may call the model from several threads
+//   tensor1 hessian_vector_product(std::span<const training_example>, std::span<const float> v) const
+//                                                            H v, H the exact Hessian of the mean loss over the examples
+//   tensor1 gauss_newton_vector_product(std::span<const training_example>, std::span<const float> v) const
+//                                                            G v, G = mean over examples of (1/R) sum_r J_r^T (diag p - p p^T) J_r
 #pragma once
 
 #include <concepts>
@@ -202,6 +212,29 @@ template <class M>
 concept has_pad_token = requires(const M& m) {
   { m.pad_token() } -> std::convertible_to<std::optional<token_id>>;
 };
+template <class M>
+concept has_prefix_cache =
+    requires(const M& m, token_span t, const token_matrix& b, std::span<const std::size_t> s) {
+      m.prefix_cache(t);
+      { m.logits_batch_from_prefix(m.prefix_cache(t), b, s, s) } -> std::convertible_to<tensor3>;
+    };
+template <class M>
+concept has_embeddings_prefix_cache =
+    requires(const M& m, const tensor2& e, const tensor3& b, std::span<const std::size_t> s) {
+      m.prefix_cache_from_embeddings(e);
+      { m.logits_from_embeddings_batch_from_prefix(m.prefix_cache_from_embeddings(e), b, s, s) }
+          -> std::convertible_to<tensor3>;
+    };
+template <class M>
+concept has_hessian_vector_product =
+    requires(const M& m, std::span<const training_example> e, std::span<const float> v) {
+      { m.hessian_vector_product(e, v) } -> std::convertible_to<tensor1>;
+    };
+template <class M>
+concept has_gauss_newton_vector_product =
+    requires(const M& m, std::span<const training_example> e, std::span<const float> v) {
+      { m.gauss_newton_vector_product(e, v) } -> std::convertible_to<tensor1>;
+    };
 
 }  // namespace concepts
 

@@ -10,7 +10,7 @@
 
 namespace glassbox {
 
-/// A token id, as a model's vocabulary numbers it (DESIGN.md's TokenId).
+/// A token id, as a model's vocabulary numbers it (docs/concepts.md).
 using token_id = std::int32_t;
 /// A read-only sequence of token ids: the input of every model call.
 using token_span = std::span<const token_id>;

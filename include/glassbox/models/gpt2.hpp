@@ -33,6 +33,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -42,6 +43,7 @@
 #include "glassbox/core/random.hpp"
 #include "glassbox/core/target.hpp"
 #include "glassbox/core/types.hpp"
+#include "glassbox/detail/dual.hpp"
 #include "glassbox/detail/xtensor.hpp"
 #include "glassbox/models/detail/gpt2_kernels.hpp"
 
@@ -226,8 +228,12 @@ struct gpt2_offsets {
 /// One sequence of a pass: rows [offset, offset + length) of the stacked matrices.
 struct gpt2_segment {
   std::size_t offset = 0;       ///< first row
-  std::size_t length = 0;       ///< tokens T
-  std::size_t prob_offset = 0;  ///< where its H attention matrices start in a layer's probabilities
+  std::size_t length = 0;       ///< tokens T (in a resumed pass: the rows after the cached prefix)
+  std::size_t prob_offset = 0;  ///< where its H attention matrices [T, start + T] start in a layer's probabilities
+  std::size_t start = 0;        ///< position of its first row: 0, or in a resumed pass the cached prefix it continues
+
+  /// The keys its rows attend to: the cached prefix and its own rows.
+  std::size_t keys() const { return start + length; }
 };
 
 /// What one forward pass computes, from which input, and where its outputs go.
@@ -249,6 +255,11 @@ struct gpt2_pass {
   S* logits = nullptr;                    ///< [out_rows, V]
   S* hidden = nullptr;                    ///< [L + 1, N, d], residual stream at every index
   S* attentions = nullptr;                ///< [L, probs_per_layer]
+  // Causal prefix reuse (prefix_cache / logits_batch_from_prefix): a pass records every row's keys
+  // and values, or resumes after a cached prefix whose keys and values it reads.
+  S* keys_values = nullptr;      ///< record: [L, N, 2d], each row's keys then values (columns d..3d of qkv)
+  const S* prefix = nullptr;     ///< resume: a cache's keys and values, [L, prefix_rows, 2d]
+  std::size_t prefix_rows = 0;   ///< resume: rows of the cache
 };
 
 /// What one backward pass produces (every pointer optional).
@@ -282,7 +293,10 @@ struct gpt2_pass_buffers {
   std::vector<std::size_t> segment_rows;   ///< per sequence, its first index into rows; then R
   std::vector<std::size_t> segment_probs;  ///< per sequence, where its H [R_s, T] probability blocks start
   std::vector<std::size_t> row_of_out;     ///< per out_rows entry, its index into rows
-  std::size_t compact_probs = 0;           ///< H * sum of R_s T
+  std::size_t compact_probs = 0;           ///< H * sum of R_s (start + T)
+  S* head_scratch = nullptr;               ///< resumed passes: per thread, one head's keys and values [2, keys, dh]
+  std::size_t head_scratch_size = 0;       ///< scalars of one thread's head_scratch
+  std::vector<std::size_t> limits;         ///< resumed passes: 0, 1, 2, ...: the last key of a row is limits[start + row]
   S *q = nullptr, *probs = nullptr, *z = nullptr, *x_mid = nullptr, *ln2_mean = nullptr, *ln2_rstd = nullptr,
     *a2 = nullptr, *u = nullptr, *g = nullptr;  ///< the last block's activations of the rows read, [R, ...]
 };
@@ -304,8 +318,9 @@ namespace glassbox::models {
 ///   auto z = model.logits(tokens);                                 // [T, 50257]
 template <class Scalar>
 class basic_gpt2 {
-  static_assert(std::is_same_v<Scalar, float> || std::is_same_v<Scalar, double>,
-                "glassbox::models::basic_gpt2: Scalar must be float or double");
+  static_assert(std::is_same_v<Scalar, float> || std::is_same_v<Scalar, double> || detail::is_dual_v<Scalar>,
+                "glassbox::models::basic_gpt2: Scalar must be float or double (dual numbers are internal: they "
+                "serve the curvature products)");
 
  public:
   using scalar_type = Scalar;                            ///< precision of parameters and activations
@@ -339,6 +354,18 @@ class basic_gpt2 {
                                  offsets_.total, parameters.size());
   }
 
+  /// A model that takes ownership of `parameters` (layout: gpt2_parameter_table(config)) without copying them.
+  basic_gpt2(const gpt2_config& config, std::vector<Scalar, Eigen::aligned_allocator<Scalar>>&& parameters)
+      : config_(config),
+        table_((config.validate(), gpt2_parameter_table(config))),
+        offsets_(table_, config.n_layer, config.tie_word_embeddings),
+        parameters_(std::move(parameters)),
+        pool_(std::make_unique<detail::gpt2_workspace_pool<Scalar>>()) {
+    detail::require<shape_error>(parameters_.size() == offsets_.total,
+                                 "glassbox::models::gpt2: parameters must hold {} values for this config, got {}",
+                                 offsets_.total, parameters_.size());
+  }
+
   /// A copy with its own workspaces.
   basic_gpt2(const basic_gpt2& other)
       : config_(other.config_),
@@ -370,6 +397,8 @@ class basic_gpt2 {
   /// The configuration comes from config.json beside the weights, else from the safetensors
   /// __metadata__. Tensor names may carry the "transformer." prefix; attn.bias / attn.masked_bias
   /// buffers are ignored; lm_head.weight equal to wte means tied, otherwise it is the untied head.
+  /// The tensors are read straight into the model's own storage: loading holds the parameters once
+  /// (plus lm_head.weight while it is compared with wte, for checkpoints that store it).
   static basic_gpt2 load(const std::filesystem::path& path);
 
   /// Writes the model as safetensors (float32 for gpt2, float64 for basic_gpt2<double>), with
@@ -412,6 +441,28 @@ class basic_gpt2 {
   matrix_type logits_at(token_span tokens, std::span<const std::size_t> rows) const;
   /// Logits of a batch of equal-length sequences [B, T] at `rows` (empty = all), [B, P, V], in one stacked pass.
   tensor3_type logits_batch(const token_matrix& batch, std::span<const std::size_t> rows) const;
+
+  // ---- causal prefix reuse (optional members: docs/concepts.md, "Causal prefix reuse") -----------
+
+  /// The keys and values of every block for one sequence: what a pass resumed after any prefix of it reads.
+  struct prefix_cache_type {
+    std::size_t length = 0;       ///< positions cached T
+    token_sequence tokens;        ///< the cached tokens (empty for a cache built from embeddings)
+    tensor3_type keys_values;     ///< [L, T, 2d]: per block and position, the keys then the values of every head
+  };
+  /// One forward pass over `tokens` that keeps every block's keys and values.
+  prefix_cache_type prefix_cache(token_span tokens) const;
+  /// prefix_cache for token embeddings [T, d] (as logits_from_embeddings takes them).
+  prefix_cache_type prefix_cache_from_embeddings(const matrix_type& embeddings) const;
+  /// Logits [B, P, V] at `rows` of B sequences [B, T] of which sequence b equals the cached one before
+  /// position starts[b]: only positions starts[b] .. T-1 are computed, attending to the cached keys and
+  /// values before them. Every row must be >= every start (earlier rows are the cached sequence's own).
+  tensor3_type logits_batch_from_prefix(const prefix_cache_type& cache, const token_matrix& batch,
+                                        std::span<const std::size_t> starts, std::span<const std::size_t> rows) const;
+  /// logits_batch_from_prefix for token embeddings [B, T, d] and a cache built from embeddings.
+  tensor3_type logits_from_embeddings_batch_from_prefix(const prefix_cache_type& cache, const tensor3_type& batch,
+                                                        std::span<const std::size_t> starts,
+                                                        std::span<const std::size_t> rows) const;
 
   // ---- EmbeddingModel -------------------------------------------------------------------------
 
@@ -502,6 +553,18 @@ class basic_gpt2 {
   /// [T, d_out]. Summing inputs^T output_gradients over rows gives the weight block of loss_gradient.
   std::vector<layer_statistics_type> kfac_statistics(const training_example& example) const;
 
+  // ---- curvature products (optional members for influence functions, docs/concepts.md) --------
+
+  /// H v, with H the exact Hessian of the mean loss (1/N) sum_n L_n over `examples` w.r.t. the flat
+  /// parameters: the passes of loss_gradient run once on dual numbers in double whose tangents are v
+  /// (forward-over-reverse, Pearlmutter 1994), so H v is exact to rounding.
+  vector_type hessian_vector_product(std::span<const training_example> examples, std::span<const Scalar> v) const;
+  /// G v, with G = (1/N) sum_n (1/R_n) sum_r J_r^T (diag(p_r) - p_r p_r^T) J_r the Gauss-Newton matrix
+  /// of the same mean loss (r over the R_n scored rows of example n, J_r = d logits_r / d parameters,
+  /// p_r = softmax(logits_r); Schraudolph 2002): J v from a forward pass on dual numbers in double,
+  /// then one backward pass seeded with (diag(p) - p p^T) J v. Exact to rounding, positive semi-definite.
+  vector_type gauss_newton_vector_product(std::span<const training_example> examples, std::span<const Scalar> v) const;
+
   /// Frees the idle workspaces (they are kept between calls so that passes do not allocate).
   void release_workspaces() const { pool_->clear(); }
 
@@ -522,13 +585,24 @@ class basic_gpt2 {
   void check_length(std::size_t length, std::string_view who) const;
   void check_rows(std::span<const std::size_t> rows, std::size_t length, std::string_view who) const;
   pass_type make_pass(std::size_t sequences, std::size_t length) const;
+  /// A pass over the rows starts[b] .. T-1 of B sequences of length T, resumed after `cache`.
+  pass_type make_resume_pass(const prefix_cache_type& cache, std::size_t T, std::span<const std::size_t> starts,
+                             std::span<const std::size_t> rows, std::string_view who) const;
+  prefix_cache_type record_prefix(pass_type& pass, std::size_t length) const;
   pass_type make_ragged_pass(std::span<const training_example> examples, std::vector<token_id>& tokens,
                              std::string_view who) const;
   void run_forward(detail::gpt2_workspace<Scalar>& ws, detail::gpt2_pass_buffers<Scalar>& buffers,
                    const pass_type& pass) const;
   void run_backward(detail::gpt2_workspace<Scalar>& ws, const detail::gpt2_pass_buffers<Scalar>& buffers,
                     const pass_type& pass, const backward_type& request) const;
-  void attention_forward(std::size_t layer, const pass_type& pass, const detail::gpt2_layer_buffers<Scalar>& b) const;
+  void attention_forward(std::size_t layer, const pass_type& pass, const detail::gpt2_layer_buffers<Scalar>& b,
+                         const detail::gpt2_pass_buffers<Scalar>& buffers) const;
+  void record_keys_values(std::size_t layer, const pass_type& pass, const Scalar* qkv) const;
+  /// One head's keys and values for a segment (pointer, pointer, row stride): its own rows of qkv, or in
+  /// a resumed pass the cached prefix followed by its own rows, gathered into the thread's scratch.
+  std::tuple<const Scalar*, const Scalar*, std::size_t> head_keys_values(
+      std::size_t layer, std::size_t head, const pass_type& pass, const detail::gpt2_segment& seg,
+      const detail::gpt2_layer_buffers<Scalar>& b, const detail::gpt2_pass_buffers<Scalar>& buffers) const;
   void attention_backward(std::size_t layer, const pass_type& pass, const detail::gpt2_layer_buffers<Scalar>& b,
                           const Scalar* dz, Scalar* dqkv, Scalar* dprobs, Scalar* mask_partial,
                           const backward_type& request) const;
@@ -546,6 +620,14 @@ class basic_gpt2 {
                        std::vector<double>* per_example, std::vector<layer_statistics_type>* statistics,
                        std::string_view who) const;
   seed_type convert_seed(const output_seed& seed) const;
+  // Curvature products: the model copied to dual numbers (value = parameters, tangent = v) runs
+  // dual_curvature_pass, which returns the tangent (H v) or value (G v) part of its parameter gradient.
+  template <class>
+  friend class basic_gpt2;
+  std::vector<double> curvature_product(std::span<const training_example> examples, std::span<const Scalar> v,
+                                        bool gauss_newton, std::string_view who) const;
+  std::vector<double> dual_curvature_pass(std::span<const training_example> examples, bool gauss_newton,
+                                          std::string_view who) const;
   static std::vector<std::size_t> all_rows(std::size_t n) {
     std::vector<std::size_t> r(n);
     for (std::size_t i = 0; i < n; ++i) r[i] = i;
@@ -571,7 +653,7 @@ template <class Scalar>
 basic_gpt2<Scalar> basic_gpt2<Scalar>::random(const gpt2_config& config, std::uint64_t seed) {
   config.validate("glassbox::models::gpt2::random");
   const auto table = gpt2_parameter_table(config);
-  std::vector<Scalar> p(table.back().offset + table.back().size);
+  std::vector<Scalar, Eigen::aligned_allocator<Scalar>> p(table.back().offset + table.back().size);
   glassbox::rng g(seed);
   const double residual_std = 0.02 / std::sqrt(2.0 * static_cast<double>(config.n_layer));
   for (const auto& t : table) {
@@ -588,7 +670,7 @@ basic_gpt2<Scalar> basic_gpt2<Scalar>::random(const gpt2_config& config, std::ui
       for (std::size_t i = 0; i < t.size; ++i) out[i] = static_cast<Scalar>(g.normal(0.0, sd));
     }
   }
-  return basic_gpt2(config, p);
+  return basic_gpt2(config, std::move(p));
 }
 
 template <class Scalar>
@@ -624,6 +706,49 @@ auto basic_gpt2<Scalar>::make_pass(std::size_t sequences, std::size_t length) co
   p.rows = sequences * length;
   p.probs_per_layer = sequences * h * length * length;
   return p;
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::make_resume_pass(const prefix_cache_type& cache, std::size_t T,
+                                          std::span<const std::size_t> starts, std::span<const std::size_t> rows,
+                                          std::string_view who) const -> pass_type {
+  const std::size_t B = starts.size(), d = config_.n_embd, H = config_.n_head;
+  detail::require<shape_error>(cache.keys_values.dimension() == 3 && cache.keys_values.shape(0) == config_.n_layer &&
+                                   cache.keys_values.shape(1) == cache.length && cache.keys_values.shape(2) == 2 * d,
+                               "glassbox::models::gpt2::{}: cache must come from prefix_cache of this model", who);
+  check_length(T, who);
+  check_rows(rows, T, who);
+  detail::require<shape_error>(!rows.empty(), "glassbox::models::gpt2::{}: rows must not be empty", who);
+  const std::size_t first_row = *std::min_element(rows.begin(), rows.end());
+  pass_type p;
+  p.segments.resize(B);
+  for (std::size_t b = 0; b < B; ++b) {
+    const std::size_t start = starts[b];
+    detail::require<shape_error>(start <= cache.length && start <= first_row,
+                                 "glassbox::models::gpt2::{}: start must be <= {} (the cached positions) and <= {} "
+                                 "(the first row read), got {} for sequence {}",
+                                 who, cache.length, first_row, start, b);
+    p.segments[b] = {p.rows, T - start, p.probs_per_layer, start};
+    p.rows += T - start;
+    p.probs_per_layer += H * (T - start) * T;
+  }
+  for (std::size_t b = 0; b < B; ++b)
+    for (auto r : rows) p.out_rows.push_back(p.segments[b].offset + r - starts[b]);
+  p.prefix = cache.keys_values.data();
+  p.prefix_rows = cache.length;
+  return p;
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::record_prefix(pass_type& pass, std::size_t length) const -> prefix_cache_type {
+  prefix_cache_type cache;
+  cache.length = length;
+  cache.keys_values = tensor3_type::from_shape({config_.n_layer, length, 2 * config_.n_embd});
+  pass.keys_values = cache.keys_values.data();
+  auto ws = pool_->acquire();
+  detail::gpt2_pass_buffers<Scalar> buffers;
+  run_forward(*ws, buffers, pass);
+  return cache;
 }
 
 template <class Scalar>
@@ -689,7 +814,7 @@ void basic_gpt2<Scalar>::run_forward(detail::gpt2_workspace<Scalar>& ws, detail:
       const std::size_t begin = k;
       for (; k < R && buf.rows[k] < seg.offset + seg.length; ++k) buf.positions[k] = buf.rows[k] - seg.offset;
       buf.segment_rows.push_back(k);
-      buf.compact_probs += H * (k - begin) * seg.length;
+      buf.compact_probs += H * (k - begin) * seg.keys();
     }
     buf.row_of_out.resize(P);
     for (std::size_t j = 0; j < P; ++j)
@@ -698,8 +823,20 @@ void basic_gpt2<Scalar>::run_forward(detail::gpt2_workspace<Scalar>& ws, detail:
                                    buf.rows.begin());
   }
 
+  // A resumed pass gathers one head's cached and own keys and values per thread; every pass reads
+  // the last key of a row from `limits`.
+  std::size_t max_keys = 0;
+  for (const auto& seg : pass.segments) max_keys = std::max(max_keys, seg.keys());
+  if (pass.prefix != nullptr && buf.limits.size() < max_keys) {
+    buf.limits.resize(max_keys);
+    for (std::size_t i = 0; i < max_keys; ++i) buf.limits[i] = i;
+  }
+  buf.head_scratch_size = pass.prefix != nullptr ? 2 * max_keys * (d / H) : 0;
+  const auto scratch_threads = static_cast<std::size_t>(std::max(1, detail::gpt2_thread_count()));
+
   // Lay the activations out in the arena: count, grow if needed, carve.
   auto carve = [&](detail::gpt2_carver<S>& c) {
+    buf.head_scratch = c.take(scratch_threads * buf.head_scratch_size);
     buf.layers.resize(sets);
     for (std::size_t i = 0; i < sets; ++i) {
       auto& b = buf.layers[i];
@@ -759,7 +896,8 @@ void basic_gpt2<Scalar>::run_forward(detail::gpt2_workspace<Scalar>& ws, detail:
         const std::size_t r = seg.offset + i;
         const S* e = pass.tokens != nullptr ? at(offsets_.wte) + static_cast<std::size_t>(pass.tokens[r]) * d
                                             : pass.embeddings + r * d;
-        detail::gpt2_row<S>(x0 + r * d, ix(d)) = detail::gpt2_crow<S>(e, ix(d)) + detail::gpt2_crow<S>(wpe + i * d, ix(d));
+        detail::gpt2_row<S>(x0 + r * d, ix(d)) =
+            detail::gpt2_crow<S>(e, ix(d)) + detail::gpt2_crow<S>(wpe + (seg.start + i) * d, ix(d));
       }
     }
   }
@@ -779,7 +917,8 @@ void basic_gpt2<Scalar>::run_forward(detail::gpt2_workspace<Scalar>& ws, detail:
     detail::gpt2_layer_norm(b.x, n, ix(d), at(o.ln_1_weight), at(o.ln_1_bias), eps, b.a1, b.ln1_mean, b.ln1_rstd);
     detail::gpt2_gemm(b.qkv, ix(3 * d), op(b.a1, N, d), op(at(o.attn_weight), d, 3 * d));
     map(b.qkv, n, ix(3 * d)).rowwise() += detail::gpt2_crow<S>(at(o.attn_bias), ix(3 * d));
-    attention_forward(l, pass, b);
+    record_keys_values(l, pass, b.qkv);
+    attention_forward(l, pass, b, buf);
     if (b.x_mid != b.x) std::copy_n(b.x, N * d, b.x_mid);
     detail::gpt2_gemm(b.x_mid, ix(d), op(b.z, N, d), op(at(o.attn_proj_weight), d, d), S(1), true);
     map(b.x_mid, n, ix(d)).rowwise() += detail::gpt2_crow<S>(at(o.attn_proj_bias), ix(d));
@@ -812,10 +951,11 @@ void basic_gpt2<Scalar>::last_block_forward(const pass_type& pass, const detail:
   const std::size_t N = pass.rows, R = buf.rows.size(), l = L - 1;
   const auto& o = offsets_.blocks[l];
   const S eps = static_cast<S>(config_.layer_norm_epsilon);
-  const S scale = S(1) / std::sqrt(static_cast<S>(dh));
+  const S scale = detail::gpt2_attention_scale<S>(dh);
   detail::gpt2_layer_norm(b.x, ix(N), ix(d), at(o.ln_1_weight), at(o.ln_1_bias), eps, b.a1, b.ln1_mean, b.ln1_rstd);
   detail::gpt2_gemm(b.qkv, ix(3 * d), op(b.a1, N, d), op(at(o.attn_weight), d, 3 * d));
   map(b.qkv, ix(N), ix(3 * d)).rowwise() += detail::gpt2_crow<S>(at(o.attn_bias), ix(3 * d));
+  record_keys_values(l, pass, b.qkv);
   for (std::size_t k = 0; k < R; ++k) std::copy_n(b.qkv + buf.rows[k] * 3 * d, d, buf.q + k * d);
 
   const auto jobs = static_cast<std::ptrdiff_t>(pass.segments.size() * H);
@@ -823,14 +963,21 @@ void basic_gpt2<Scalar>::last_block_forward(const pass_type& pass, const detail:
   for (std::ptrdiff_t job = 0; job < jobs; ++job) {
     const std::size_t s = static_cast<std::size_t>(job) / H, h = static_cast<std::size_t>(job) % H;
     const auto& seg = pass.segments[s];
-    const std::size_t r0 = buf.segment_rows[s], rs = buf.segment_rows[s + 1] - r0, T = seg.length;
+    const std::size_t r0 = buf.segment_rows[s], rs = buf.segment_rows[s + 1] - r0, T = seg.keys();
     if (rs == 0) continue;
-    const S* qkv = b.qkv + seg.offset * 3 * d + h * dh;
+    const auto [keys, values, stride] = head_keys_values(l, h, pass, seg, b, buf);
     S* probs = buf.probs + buf.segment_probs[s] + h * rs * T;
-    detail::gpt2_gemm(probs, ix(T), op(buf.q + r0 * d + h * dh, rs, dh, d), op(qkv + d, T, dh, 3 * d).t(), scale);
-    detail::gpt2_causal_softmax_rows(probs, ix(rs), ix(T), buf.positions.data() + r0);
+    detail::gpt2_gemm(probs, ix(T), op(buf.q + r0 * d + h * dh, rs, dh, d), op(keys, T, dh, stride).t(), scale);
+    const std::size_t* last = buf.positions.data() + r0;  // the last key of each row read
+    std::vector<std::size_t> shifted;
+    if (seg.start != 0) {  // a resumed pass: positions count from the cached prefix's start
+      shifted.assign(last, last + rs);
+      for (auto& position : shifted) position += seg.start;
+      last = shifted.data();
+    }
+    detail::gpt2_causal_softmax_rows(probs, ix(rs), ix(T), last);
     const S m = pass.head_mask != nullptr ? pass.head_mask[l * H + h] : S(1);
-    detail::gpt2_gemm(buf.z + r0 * d + h * dh, ix(d), op(probs, rs, T), op(qkv + 2 * d, T, dh, 3 * d), m);
+    detail::gpt2_gemm(buf.z + r0 * d + h * dh, ix(d), op(probs, rs, T), op(values, T, dh, stride), m);
   }
   for (std::size_t k = 0; k < R; ++k) std::copy_n(b.x + buf.rows[k] * d, d, buf.x_mid + k * d);
   detail::gpt2_gemm(buf.x_mid, ix(d), op(buf.z, R, d), op(at(o.attn_proj_weight), d, d), S(1), true);
@@ -857,7 +1004,7 @@ void basic_gpt2<Scalar>::last_block_backward(const pass_type& pass, const detail
   const std::size_t d = config_.n_embd, f = config_.inner(), L = config_.n_layer, H = config_.n_head, dh = d / H;
   const std::size_t N = pass.rows, R = buf.rows.size(), l = L - 1;
   const auto& o = offsets_.blocks[l];
-  const S scale = S(1) / std::sqrt(static_cast<S>(dh));
+  const S scale = detail::gpt2_attention_scale<S>(dh);
   S* const dparams = req.d_parameters;
   auto add_bias_gradient = [&](const S* dy, std::size_t rows, std::size_t cols, std::size_t offset) {
     detail::gpt2_row<S> db(dparams + offset, ix(cols));
@@ -936,30 +1083,61 @@ void basic_gpt2<Scalar>::last_block_backward(const pass_type& pass, const detail
 }
 
 template <class Scalar>
+void basic_gpt2<Scalar>::record_keys_values(std::size_t l, const pass_type& pass, const Scalar* qkv) const {
+  if (pass.keys_values == nullptr) return;
+  const std::size_t d = config_.n_embd, N = pass.rows;
+  Scalar* out = pass.keys_values + l * N * 2 * d;
+  for (std::size_t r = 0; r < N; ++r) std::copy_n(qkv + r * 3 * d + d, 2 * d, out + r * 2 * d);
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::head_keys_values(std::size_t l, std::size_t h, const pass_type& pass,
+                                          const detail::gpt2_segment& seg, const detail::gpt2_layer_buffers<Scalar>& b,
+                                          const detail::gpt2_pass_buffers<Scalar>& buf) const
+    -> std::tuple<const Scalar*, const Scalar*, std::size_t> {
+  const std::size_t d = config_.n_embd, dh = d / config_.n_head;
+  const Scalar* own = b.qkv + seg.offset * 3 * d + h * dh;
+  if (pass.prefix == nullptr) return {own + d, own + 2 * d, 3 * d};
+  // A resumed pass: the cached prefix's keys and values, then the segment's own, in one block per
+  // thread, so that each product runs over the keys in the same order as in a pass from the start.
+  Scalar* keys = buf.head_scratch + static_cast<std::size_t>(detail::gpt2_thread_index()) * buf.head_scratch_size;
+  Scalar* values = keys + seg.keys() * dh;
+  const Scalar* cache = pass.prefix + l * pass.prefix_rows * 2 * d + h * dh;
+  const auto p = ix(seg.start), rows = ix(seg.length);
+  detail::gpt2_gather_head(keys, ix(dh), cache, p, ix(2 * d), own + d, rows, ix(3 * d));
+  detail::gpt2_gather_head(values, ix(dh), cache + d, p, ix(2 * d), own + 2 * d, rows, ix(3 * d));
+  return {keys, values, dh};
+}
+
+template <class Scalar>
 void basic_gpt2<Scalar>::attention_forward(std::size_t l, const pass_type& pass,
-                                           const detail::gpt2_layer_buffers<Scalar>& b) const {
+                                           const detail::gpt2_layer_buffers<Scalar>& b,
+                                           const detail::gpt2_pass_buffers<Scalar>& buf) const {
   using S = Scalar;
   const std::size_t d = config_.n_embd, H = config_.n_head, dh = d / H;
-  const S scale = S(1) / std::sqrt(static_cast<S>(dh));
+  const S scale = detail::gpt2_attention_scale<S>(dh);
   const auto jobs = static_cast<std::ptrdiff_t>(pass.segments.size() * H);
   GLASSBOX_DETAIL_PARALLEL_FOR(jobs > 1)
   for (std::ptrdiff_t job = 0; job < jobs; ++job) {
     const auto& seg = pass.segments[static_cast<std::size_t>(job) / H];
-    const std::size_t h = static_cast<std::size_t>(job) % H, T = seg.length;
-    const auto t = ix(T);
+    const std::size_t h = static_cast<std::size_t>(job) % H, T = seg.length, K = seg.keys();
     const S* qkv = b.qkv + seg.offset * 3 * d + h * dh;
-    const auto q = op(qkv, T, dh, 3 * d), k = op(qkv + d, T, dh, 3 * d), v = op(qkv + 2 * d, T, dh, 3 * d);
-    const std::size_t block = seg.prob_offset + h * T * T;
+    const auto q = op(qkv, T, dh, 3 * d);
+    const auto [keys, values, stride] = head_keys_values(l, h, pass, seg, b, buf);
+    const std::size_t block = seg.prob_offset + h * T * K;
     S* probs = b.probs + block;
     if (pass.attention_override != nullptr && l == pass.override_layer) {
       std::copy_n(pass.attention_override + block, T * T, probs);
     } else {
-      detail::gpt2_gemm(probs, t, q, k.t(), scale);
-      detail::gpt2_causal_softmax(probs, t);
+      detail::gpt2_gemm(probs, ix(K), q, op(keys, K, dh, stride).t(), scale);
+      if (seg.start == 0)
+        detail::gpt2_causal_softmax(probs, ix(T));
+      else
+        detail::gpt2_causal_softmax_rows(probs, ix(T), ix(K), buf.limits.data() + seg.start);
     }
     if (pass.attentions != nullptr) std::copy_n(probs, T * T, pass.attentions + l * pass.probs_per_layer + block);
     const S m = pass.head_mask != nullptr ? pass.head_mask[l * H + h] : S(1);
-    detail::gpt2_gemm(b.z + seg.offset * d + h * dh, ix(d), op(probs, T, T), v, m);
+    detail::gpt2_gemm(b.z + seg.offset * d + h * dh, ix(d), op(probs, T, K), op(values, K, dh, stride), m);
   }
 }
 
@@ -970,7 +1148,7 @@ void basic_gpt2<Scalar>::attention_backward(std::size_t l, const pass_type& pass
                                             const backward_type& request) const {
   using S = Scalar;
   const std::size_t d = config_.n_embd, H = config_.n_head, dh = d / H;
-  const S scale = S(1) / std::sqrt(static_cast<S>(dh));
+  const S scale = detail::gpt2_attention_scale<S>(dh);
   const auto jobs = static_cast<std::ptrdiff_t>(pass.segments.size() * H);
   GLASSBOX_DETAIL_PARALLEL_FOR(jobs > 1)
   for (std::ptrdiff_t job = 0; job < jobs; ++job) {
@@ -1238,6 +1416,86 @@ auto basic_gpt2<Scalar>::logits_batch(const token_matrix& batch, std::span<const
   auto pass = make_pass(B, T);
   pass.tokens = batch.data();
   return forward_batch_rows(pass, B, T, rows);
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::prefix_cache(token_span tokens) const -> prefix_cache_type {
+  check_tokens(tokens, "prefix_cache");
+  auto pass = make_pass(1, tokens.size());
+  pass.tokens = tokens.data();
+  prefix_cache_type cache = record_prefix(pass, tokens.size());
+  cache.tokens.assign(tokens.begin(), tokens.end());
+  return cache;
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::prefix_cache_from_embeddings(const matrix_type& embeddings) const -> prefix_cache_type {
+  const std::size_t T = embeddings.shape(0);
+  check_length(T, "prefix_cache_from_embeddings");
+  detail::require<shape_error>(embeddings.shape(1) == config_.n_embd,
+                               "glassbox::models::gpt2::prefix_cache_from_embeddings: embeddings must be {} wide, got {}",
+                               config_.n_embd, embeddings.shape(1));
+  auto pass = make_pass(1, T);
+  pass.embeddings = embeddings.data();
+  return record_prefix(pass, T);
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::logits_batch_from_prefix(const prefix_cache_type& cache, const token_matrix& batch,
+                                                  std::span<const std::size_t> starts,
+                                                  std::span<const std::size_t> rows) const -> tensor3_type {
+  constexpr std::string_view who = "logits_batch_from_prefix";
+  const std::size_t B = batch.shape(0), T = batch.shape(1);
+  detail::require<shape_error>(B >= 1 && starts.size() == B,
+                               "glassbox::models::gpt2::{}: starts must have one entry per sequence ({}), got {}", who,
+                               B, starts.size());
+  detail::require<shape_error>(cache.tokens.size() == cache.length,
+                               "glassbox::models::gpt2::{}: cache must come from prefix_cache(tokens), got one from "
+                               "embeddings",
+                               who);
+  auto pass = make_resume_pass(cache, T, starts, rows, who);
+  std::vector<token_id> suffixes;
+  suffixes.reserve(pass.rows);
+  for (std::size_t b = 0; b < B; ++b) {
+    const token_span sequence(batch.data() + b * T, T);
+    check_tokens(sequence, who);
+    detail::require<shape_error>(std::equal(sequence.begin(), sequence.begin() + static_cast<std::ptrdiff_t>(starts[b]),
+                                            cache.tokens.begin()),
+                                 "glassbox::models::gpt2::{}: sequence {} must equal the cached tokens before its "
+                                 "start {}",
+                                 who, b, starts[b]);
+    suffixes.insert(suffixes.end(), sequence.begin() + static_cast<std::ptrdiff_t>(starts[b]), sequence.end());
+  }
+  pass.tokens = suffixes.data();
+  const matrix_type flat = forward_rows(pass, B * rows.size());
+  auto out = tensor3_type::from_shape({B, rows.size(), config_.vocab_size});
+  std::copy(flat.begin(), flat.end(), out.begin());
+  return out;
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::logits_from_embeddings_batch_from_prefix(const prefix_cache_type& cache,
+                                                                  const tensor3_type& batch,
+                                                                  std::span<const std::size_t> starts,
+                                                                  std::span<const std::size_t> rows) const
+    -> tensor3_type {
+  constexpr std::string_view who = "logits_from_embeddings_batch_from_prefix";
+  const std::size_t B = batch.shape(0), T = batch.shape(1), d = config_.n_embd;
+  detail::require<shape_error>(B >= 1 && starts.size() == B,
+                               "glassbox::models::gpt2::{}: starts must have one entry per sequence ({}), got {}", who,
+                               B, starts.size());
+  detail::require<shape_error>(batch.shape(2) == d, "glassbox::models::gpt2::{}: embeddings must be {} wide, got {}",
+                               who, d, batch.shape(2));
+  auto pass = make_resume_pass(cache, T, starts, rows, who);
+  auto suffixes = matrix_type::from_shape({pass.rows, d});
+  for (std::size_t b = 0; b < B; ++b)
+    std::copy_n(batch.data() + (b * T + starts[b]) * d, (T - starts[b]) * d,
+                suffixes.data() + pass.segments[b].offset * d);
+  pass.embeddings = suffixes.data();
+  const matrix_type flat = forward_rows(pass, B * rows.size());
+  auto out = tensor3_type::from_shape({B, rows.size(), config_.vocab_size});
+  std::copy(flat.begin(), flat.end(), out.begin());
+  return out;
 }
 
 template <class Scalar>
@@ -1626,8 +1884,96 @@ auto basic_gpt2<Scalar>::kfac_statistics(const training_example& example) const
   return out;
 }
 
+// ---- curvature products ----------------------------------------------------------------------------
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::hessian_vector_product(std::span<const training_example> examples,
+                                                std::span<const Scalar> v) const -> vector_type {
+  const auto hv = curvature_product(examples, v, false, "hessian_vector_product");
+  auto out = vector_type::from_shape({hv.size()});
+  for (std::size_t i = 0; i < hv.size(); ++i) out[i] = static_cast<Scalar>(hv[i]);
+  return out;
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::gauss_newton_vector_product(std::span<const training_example> examples,
+                                                     std::span<const Scalar> v) const -> vector_type {
+  const auto gv = curvature_product(examples, v, true, "gauss_newton_vector_product");
+  auto out = vector_type::from_shape({gv.size()});
+  for (std::size_t i = 0; i < gv.size(); ++i) out[i] = static_cast<Scalar>(gv[i]);
+  return out;
+}
+
+template <class Scalar>
+std::vector<double> basic_gpt2<Scalar>::curvature_product(std::span<const training_example> examples,
+                                                          std::span<const Scalar> v, bool gauss_newton,
+                                                          std::string_view who) const {
+  detail::require<shape_error>(v.size() == parameters_.size(),
+                               "glassbox::models::gpt2::{}: v must hold {} values (parameter_count), got {}", who,
+                               parameters_.size(), v.size());
+  using D = detail::dual<double>;
+  std::vector<D> p(parameters_.size());
+  for (std::size_t i = 0; i < p.size(); ++i) p[i] = D(static_cast<double>(parameters_[i]), static_cast<double>(v[i]));
+  const basic_gpt2<D> tangent_model(config_, p);
+  return tangent_model.dual_curvature_pass(examples, gauss_newton, who);
+}
+
+template <class Scalar>
+std::vector<double> basic_gpt2<Scalar>::dual_curvature_pass(std::span<const training_example> examples,
+                                                            bool gauss_newton, std::string_view who) const {
+  // The loss_gradient passes on dual numbers: the cross-entropy seed's value is (p - onehot) w and
+  // its tangent w (diag(p) - p p^T) J v, so the parameter gradient's tangent is H v. For G v the
+  // seed is that tangent, as a value, and the gradient's value is J^T (diag(p) - p p^T) J v w.
+  using S = Scalar;
+  if constexpr (!detail::is_dual_v<S>) {  // only the dual-number copy runs this pass
+    detail::fail("glassbox::models::gpt2::{}: the curvature pass runs on dual numbers only", who);
+  } else {
+    using std::log;
+    std::vector<token_id> tokens;
+    auto pass = make_ragged_pass(examples, tokens, who);
+    const std::size_t P = pass.out_rows.size(), V = config_.vocab_size;
+    pass.keep = true;
+    auto logits = matrix_type::from_shape({P, V});
+    pass.logits = logits.data();
+    auto ws = pool_->acquire();
+    detail::gpt2_pass_buffers<S> buffers;
+    run_forward(*ws, buffers, pass);
+
+    const double batch_weight = 1.0 / static_cast<double>(examples.size());
+    std::size_t k = 0;
+    for (const auto& example : examples) {
+      std::size_t scored = 0;
+      for (auto l : example.labels) scored += l != training_example::ignore_label ? 1 : 0;
+      const double w = batch_weight / static_cast<double>(scored);
+      for (auto label : example.labels) {
+        if (label == training_example::ignore_label) continue;
+        auto z = detail::gpt2_row<S>(logits.data() + k * V, ix(V)).array();
+        const S mx = z.maxCoeff();
+        const S lse = mx + log((z - mx).exp().sum());
+        z = (z - lse).exp();  // p, with tangent (diag(p) - p p^T) J v
+        for (std::size_t j = 0; j < V; ++j) {
+          S& zj = z(ix(j));
+          zj = gauss_newton ? S(w * zj.tangent) : S(w * zj.value, w * zj.tangent);
+        }
+        if (!gauss_newton) z(label).value -= w;
+        ++k;
+      }
+    }
+    std::vector<S, Eigen::aligned_allocator<S>> gradient(parameters_.size(), S(0));
+    backward_type req;
+    req.d_logits = logits.data();
+    req.d_parameters = gradient.data();
+    run_backward(*ws, buffers, pass, req);
+    std::vector<double> out(gradient.size());
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = gauss_newton ? gradient[i].value : gradient[i].tangent;
+    return out;
+  }
+}
+
+static_assert(concepts::has_hessian_vector_product<gpt2> && concepts::has_gauss_newton_vector_product<gpt2>);
 static_assert(check_kfac_model<gpt2>() && check_intervention_model<gpt2>() && check_attention_gradient_model<gpt2>() &&
               check_differentiable_model<gpt2>());
+static_assert(concepts::has_prefix_cache<gpt2> && concepts::has_embeddings_prefix_cache<gpt2>);
 static_assert(concepts::has_logits_at<gpt2> && concepts::has_logits_batch<gpt2> &&
               concepts::has_logits_from_embeddings_batch<gpt2> && concepts::has_embedding_gradient_batch<gpt2> &&
               concepts::has_pad_token<gpt2> && is_thread_safe<gpt2>());

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -124,6 +125,94 @@ inline void record_common_options(std::vector<named_option>& options, const base
   options.push_back({"threads", static_cast<std::int64_t>(exec.threads)});
 }
 
+/// The positions of an input: its tokens, or its rows of embeddings.
+inline std::size_t input_length(const token_sequence& tokens) { return tokens.size(); }
+/// The positions of an input: its rows of embeddings [T, d].
+inline std::size_t input_length(const tensor2& embeddings) { return embeddings.shape(0); }
+
+/// The number of leading positions two inputs share: token ids, or rows of embeddings.
+inline std::size_t common_prefix(const token_sequence& a, const token_sequence& b) {
+  const std::size_t n = std::min(a.size(), b.size());
+  return static_cast<std::size_t>(std::mismatch(a.begin(), a.begin() + static_cast<std::ptrdiff_t>(n), b.begin()).first -
+                                  a.begin());
+}
+/// The number of leading rows two embedding matrices [T, d] share (compared exactly).
+inline std::size_t common_prefix(const tensor2& a, const tensor2& b) {
+  const std::size_t rows = std::min(a.shape(0), b.shape(0)), d = a.shape(1);
+  for (std::size_t r = 0; r < rows; ++r)
+    if (!std::equal(a.data() + r * d, a.data() + (r + 1) * d, b.data() + r * d)) return r;
+  return rows;
+}
+
+/// Causal prefix reuse (docs/attribution.md, "Speed"): every perturbed input is compared with a few
+/// reference inputs (the unperturbed input, the input with every feature absent); the positions it
+/// shares with the closest one are not computed again. An input that differs from it only after the
+/// last row the target reads takes the reference's value; the others are resumed from the
+/// reference's cached keys and values at their first change (or at the first row read, if that
+/// comes earlier). A reference is cached only when the rows it saves outweigh the pass it costs.
+/// full(inputs) evaluates inputs from scratch; cache(input) builds a cache; resume(cache, inputs,
+/// starts) evaluates inputs resumed from it. The values do not depend on which inputs share what.
+template <class Input, class Full, class MakeCache, class Resume>
+std::vector<double> evaluate_reusing_prefixes(std::vector<Input>&& inputs, std::span<const Input> references,
+                                              std::size_t first_row, std::size_t last_row, Full&& full,
+                                              MakeCache&& cache, Resume&& resume) {
+  const std::size_t n = inputs.size(), length = inputs.empty() ? 0 : input_length(inputs[0]);
+  std::vector<double> values(n);
+  std::vector<std::size_t> best(n, 0), shared(n, 0);
+  std::vector<std::size_t> saved(references.size(), 0);
+  for (std::size_t i = 0; i < n; ++i) {
+    for (std::size_t r = 0; r < references.size(); ++r) {
+      const std::size_t p = common_prefix(inputs[i], references[r]);
+      if (p > shared[i]) {
+        shared[i] = p;
+        best[i] = r;
+      }
+    }
+    saved[best[i]] += std::min(shared[i], last_row + 1);
+  }
+  // Worth caching: saves more rows than the two passes over the reference (its cache and its value).
+  std::vector<bool> use(references.size());
+  for (std::size_t r = 0; r < references.size(); ++r) use[r] = saved[r] > 2 * length;
+
+  std::vector<std::size_t> scratch;
+  std::vector<std::vector<std::size_t>> resumed(references.size());
+  for (std::size_t i = 0; i < n; ++i) {
+    if (use[best[i]] && shared[i] > 0)
+      resumed[best[i]].push_back(i);
+    else
+      scratch.push_back(i);
+  }
+  auto take = [&](const std::vector<std::size_t>& indices) {
+    std::vector<Input> out;
+    out.reserve(indices.size());
+    for (auto i : indices) out.push_back(std::move(inputs[i]));
+    return out;
+  };
+  if (!scratch.empty()) {
+    const std::vector<double> v = full(take(scratch));
+    for (std::size_t k = 0; k < scratch.size(); ++k) values[scratch[k]] = v[k];
+  }
+  for (std::size_t r = 0; r < references.size(); ++r) {
+    if (resumed[r].empty()) continue;
+    // Unchanged up to the last row read: the reference's own value.
+    std::vector<std::size_t> same, later;
+    for (auto i : resumed[r]) (shared[i] > last_row ? same : later).push_back(i);
+    if (!same.empty()) {
+      const double value = full(std::vector<Input>{references[r]})[0];
+      for (auto i : same) values[i] = value;
+    }
+    if (later.empty()) continue;
+    // Resumed at the first change, in order of start so that a batch holds similar lengths.
+    std::stable_sort(later.begin(), later.end(), [&](std::size_t a, std::size_t b) { return shared[a] < shared[b]; });
+    std::vector<std::size_t> starts(later.size());
+    for (std::size_t k = 0; k < later.size(); ++k) starts[k] = std::min(shared[later[k]], first_row);
+    const auto c = cache(references[r]);
+    const std::vector<double> v = resume(c, take(later), std::span<const std::size_t>(starts));
+    for (std::size_t k = 0; k < later.size(); ++k) values[later[k]] = v[k];
+  }
+  return values;
+}
+
 /// Evaluates a target on coalitions of present features of one input. Coalition masks are bytes,
 /// one per feature, 1 = present.
 template <Model M>
@@ -198,7 +287,7 @@ class coalition_evaluator {
             fill(offset + i, std::span<std::uint8_t>(present));
             inputs[i] = perturbed_embeddings(present);
           }
-          part = evaluate_target_on_embeddings(model_, std::span<const tensor2>(inputs), target_, local, caller_);
+          part = evaluate_embeddings(std::move(inputs), local);
         }
       } else {
         std::vector<token_sequence> inputs(n);
@@ -206,7 +295,7 @@ class coalition_evaluator {
           fill(offset + i, std::span<std::uint8_t>(present));
           inputs[i] = perturbed_tokens(present);
         }
-        part = evaluate_target(model_, std::span<const token_sequence>(inputs), target_, local, caller_);
+        part = evaluate_tokens(std::move(inputs), local);
       }
       std::copy(part.begin(), part.end(), values.begin() + static_cast<std::ptrdiff_t>(offset));
     }
@@ -231,6 +320,88 @@ class coalition_evaluator {
 
  private:
   enum class mode { replace_token, remove_token, replace_embedding };
+
+  // The rows the target reads, when prefix reuse applies: a causal model (one output row per token)
+  // whose prefix members exist, inputs of the unperturbed length, reuse not switched off.
+  std::optional<std::pair<std::size_t, std::size_t>> reused_rows(const execution_options& exec) const {
+    if (!exec.reuse_prefix || mode_ == mode::remove_token) return std::nullopt;
+    const std::size_t n = tokens_.size();
+    if (output_rows_of(model_, n) != n) return std::nullopt;
+    const auto rows = target_.rows(n);
+    if (rows.empty()) return std::nullopt;
+    return std::pair{*std::min_element(rows.begin(), rows.end()), *std::max_element(rows.begin(), rows.end())};
+  }
+
+  // Progress of one dispatch call inside a chunk: shifted by what the chunk's earlier calls did
+  // (reference evaluations included, so the sum is capped at the chunk's evaluations).
+  execution_options shifted(const execution_options& exec, const std::size_t& done, std::size_t chunk) const {
+    execution_options e = exec;
+    if (exec.on_progress)
+      e.on_progress = [&exec, &done, chunk](const progress& p) {
+        return exec.on_progress(progress{std::min(done + p.done, chunk), p.total, p.stage});
+      };
+    return e;
+  }
+
+  // The target on perturbed token sequences, from the cached prefix of the unperturbed input or the
+  // all-absent input where the model offers it (results identical to evaluating them from scratch).
+  std::vector<double> evaluate_tokens(std::vector<token_sequence>&& inputs, const execution_options& exec) const {
+    std::size_t done = 0;
+    const std::size_t n = inputs.size();
+    auto full = [&](std::vector<token_sequence>&& part) {
+      auto v = evaluate_target(model_, std::span<const token_sequence>(part), target_, shifted(exec, done, n), caller_);
+      done += part.size();
+      return v;
+    };
+    if constexpr (concepts::has_prefix_cache<M>) {
+      if (const auto rows = reused_rows(exec)) {
+        const token_sequence references[] = {tokens_, all_absent_tokens()};
+        return evaluate_reusing_prefixes(
+            std::move(inputs), std::span<const token_sequence>(references), rows->first, rows->second, full,
+            [&](const token_sequence& r) { return model_.prefix_cache(r); },
+            [&](const auto& cache, std::vector<token_sequence>&& part, std::span<const std::size_t> starts) {
+              auto v = evaluate_target_from_prefix(model_, cache, std::span<const token_sequence>(part), starts,
+                                                   target_, shifted(exec, done, n), caller_);
+              done += part.size();
+              return v;
+            });
+      }
+    }
+    return full(std::move(inputs));
+  }
+
+  // The target on perturbed input embeddings, reusing cached prefixes as evaluate_tokens does.
+  std::vector<double> evaluate_embeddings(std::vector<tensor2>&& inputs, const execution_options& exec) const {
+    std::size_t done = 0;
+    const std::size_t n = inputs.size();
+    auto full = [&](std::vector<tensor2>&& part) {
+      auto v = evaluate_target_on_embeddings(model_, std::span<const tensor2>(part), target_, shifted(exec, done, n),
+                                             caller_);
+      done += part.size();
+      return v;
+    };
+    if constexpr (concepts::has_embeddings_prefix_cache<M>) {
+      if (const auto rows = reused_rows(exec)) {
+        const tensor2 references[] = {embeddings_, baseline_embeddings_};
+        return evaluate_reusing_prefixes(
+            std::move(inputs), std::span<const tensor2>(references), rows->first, rows->second, full,
+            [&](const tensor2& r) { return model_.prefix_cache_from_embeddings(r); },
+            [&](const auto& cache, std::vector<tensor2>&& part, std::span<const std::size_t> starts) {
+              auto v = evaluate_target_on_embeddings_from_prefix(model_, cache, std::span<const tensor2>(part),
+                                                                  starts, target_, shifted(exec, done, n), caller_);
+              done += part.size();
+              return v;
+            });
+      }
+    }
+    return full(std::move(inputs));
+  }
+
+  // The input with every feature absent (token baselines).
+  token_sequence all_absent_tokens() const {
+    const std::vector<std::uint8_t> none(features(), 0);
+    return perturbed_tokens(none);
+  }
 
   // Removal: the target's rows must survive at the same place counted from the end.
   void prepare_removal() {

@@ -1,9 +1,13 @@
 // glassbox: the regressions of perturbation attribution, in double: weighted ridge and lasso with an
 // intercept (LIME's surrogates, with scikit-learn's objectives), the weighted R^2 of a fit, and
 // weighted least squares under the efficiency constraint sum(phi) = total (KernelSHAP).
+//
+// The solvers are templates on the scalar of the design matrix (double in every caller), so that their
+// decompositions are compiled only in translation units that solve a regression, not in every one
+// that includes an attribution header (docs/building.md, "Include cost").
 #pragma once
 
-#include <Eigen/Dense>
+#include <Eigen/QR>
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -71,22 +75,23 @@ inline double weighted_r2(const row_matrix<double>& x, std::span<const double> y
 /// squares problem [sqrt(W) Xc; sqrt(alpha) I] beta = [sqrt(W) yc; 0] on weighted-centred data, by
 /// a complete orthogonal decomposition, so alpha = 0 with a rank-deficient design gives the
 /// minimum-norm least-squares solution.
-inline linear_fit weighted_ridge(const row_matrix<double>& x, std::span<const double> y, std::span<const double> w,
-                                 double alpha) {
+template <class Real>
+linear_fit weighted_ridge(const row_matrix<Real>& x, std::span<const double> y, std::span<const double> w,
+                          double alpha) {
   const Eigen::Index n = x.rows(), k = x.cols();
   vector<double> x_mean;
   double y_mean = 0;
   regression::weighted_means(x, y, w, x_mean, y_mean);
-  row_matrix<double> a(n + k, k);
-  vector<double> rhs(n + k);
+  row_matrix<Real> a(n + k, k);
+  vector<Real> rhs(n + k);
   for (Eigen::Index i = 0; i < n; ++i) {
     const double s = std::sqrt(w[static_cast<std::size_t>(i)]);
     a.row(i) = s * (x.row(i) - x_mean.transpose());
     rhs(i) = s * (y[static_cast<std::size_t>(i)] - y_mean);
   }
-  a.bottomRows(k) = std::sqrt(alpha) * row_matrix<double>::Identity(k, k);
+  a.bottomRows(k) = std::sqrt(alpha) * row_matrix<Real>::Identity(k, k);
   rhs.tail(k).setZero();
-  const vector<double> beta = a.completeOrthogonalDecomposition().solve(rhs);
+  const vector<Real> beta = a.completeOrthogonalDecomposition().solve(rhs);
   linear_fit fit;
   fit.coefficients.assign(beta.data(), beta.data() + k);
   fit.intercept = y_mean - x_mean.dot(beta);
@@ -98,25 +103,25 @@ inline linear_fit weighted_ridge(const row_matrix<double>& x, std::span<const do
 /// sample_weight, whose weights are rescaled to sum to the sample count):
 ///   (1 / (2 sum w)) sum_i w_i (y_i - b - x_i . beta)^2 + alpha |beta|_1,
 /// solved by cyclic coordinate descent to a relative coefficient change below `tolerance`.
-inline linear_fit weighted_lasso(const row_matrix<double>& x, std::span<const double> y, std::span<const double> w,
-                                 double alpha, std::string_view caller, std::size_t max_sweeps = 100000,
-                                 double tolerance = 1e-12) {
+template <class Real>
+linear_fit weighted_lasso(const row_matrix<Real>& x, std::span<const double> y, std::span<const double> w, double alpha,
+                          std::string_view caller, std::size_t max_sweeps = 100000, double tolerance = 1e-12) {
   const Eigen::Index n = x.rows(), k = x.cols();
   vector<double> x_mean;
   double y_mean = 0;
   regression::weighted_means(x, y, w, x_mean, y_mean);
   double total = 0;
   for (double wi : w) total += wi;
-  row_matrix<double> xc(n, k);
-  vector<double> weight(n), residual(n);
+  row_matrix<Real> xc(n, k);
+  vector<Real> weight(n), residual(n);
   for (Eigen::Index i = 0; i < n; ++i) {
     xc.row(i) = x.row(i) - x_mean.transpose();
     weight(i) = w[static_cast<std::size_t>(i)] / total;
     residual(i) = y[static_cast<std::size_t>(i)] - y_mean;
   }
-  vector<double> curvature(k);  // (1 / sum w) sum_i w_i xc_ij^2
+  vector<Real> curvature(k);  // (1 / sum w) sum_i w_i xc_ij^2
   for (Eigen::Index j = 0; j < k; ++j) curvature(j) = (weight.array() * xc.col(j).array().square()).sum();
-  vector<double> beta = vector<double>::Zero(k);
+  vector<Real> beta = vector<Real>::Zero(k);
   bool converged = false;
   for (std::size_t sweep = 0; sweep < max_sweeps && !converged; ++sweep) {
     double largest_change = 0, largest = 0;
@@ -148,23 +153,24 @@ inline linear_fit weighted_lasso(const row_matrix<double>& x, std::span<const do
 /// solved exactly by eliminating the last coefficient (phi_n = total - sum_{i<n} phi_i, as the shap
 /// library's KernelExplainer does) and a complete orthogonal decomposition of the reduced weighted
 /// design (the minimum-norm solution when the samples do not determine every coefficient).
-inline std::vector<double> constrained_least_squares(const row_matrix<double>& z, std::span<const double> y,
-                                                     std::span<const double> w, double total) {
+template <class Real>
+std::vector<double> constrained_least_squares(const row_matrix<Real>& z, std::span<const double> y,
+                                              std::span<const double> w, double total) {
   const Eigen::Index n = z.rows(), k = z.cols();
   std::vector<double> phi(static_cast<std::size_t>(k), 0.0);
   if (k == 1) {
     phi[0] = total;
     return phi;
   }
-  row_matrix<double> a(n, k - 1);
-  vector<double> rhs(n);
+  row_matrix<Real> a(n, k - 1);
+  vector<Real> rhs(n);
   for (Eigen::Index j = 0; j < n; ++j) {
     const double s = std::sqrt(w[static_cast<std::size_t>(j)]);
     const double last = z(j, k - 1);
     a.row(j) = s * (z.row(j).head(k - 1).array() - last).matrix();
     rhs(j) = s * (y[static_cast<std::size_t>(j)] - last * total);
   }
-  vector<double> reduced = vector<double>::Zero(k - 1);
+  vector<Real> reduced = vector<Real>::Zero(k - 1);
   if (n > 0) reduced = a.completeOrthogonalDecomposition().solve(rhs);
   double sum = 0;
   for (Eigen::Index i = 0; i < k - 1; ++i) {

@@ -241,20 +241,26 @@ basic_gpt2<Scalar> basic_gpt2<Scalar>::load(const std::filesystem::path& path) {
                   config.n_positions, config.vocab_size, detail::gpt2_shape_text(e.shape));
     reader.read_into(name, std::span<Scalar>(out, e.element_count()));
   };
-  std::vector<Scalar> parameters(tied_table.back().offset + tied_table.back().size);
+  // Straight into the model's storage. A stored lm_head is read after the tied tensors, into room
+  // reserved for it (untouched, so it costs no memory unless used): kept there when it differs from
+  // wte (an untied head, the last tensor of the layout), dropped when it equals wte (tied).
+  const std::size_t tied_size = tied_table.back().offset + tied_table.back().size;
+  const std::size_t head_size = config.vocab_size * config.n_embd;
+  std::vector<Scalar, Eigen::aligned_allocator<Scalar>> parameters;
+  parameters.reserve(tied_size + (head_name ? head_size : 0));
+  parameters.resize(tied_size);
   for (const auto& t : tied_table) read_checked(prefix + t.name, t.shape, parameters.data() + t.offset);
-
-  // An lm_head equal to wte is the tied unembedding; a different one is an untied head.
   if (head_name) {
-    const std::size_t size = config.vocab_size * config.n_embd;
-    std::vector<Scalar> head(size);
-    read_checked(*head_name, {config.vocab_size, config.n_embd}, head.data());
-    if (!std::equal(head.begin(), head.end(), parameters.begin() + static_cast<std::ptrdiff_t>(tied_table[0].offset))) {
+    parameters.resize(tied_size + head_size);
+    read_checked(*head_name, {config.vocab_size, config.n_embd}, parameters.data() + tied_size);
+    const auto wte = parameters.begin() + static_cast<std::ptrdiff_t>(tied_table[0].offset);
+    if (std::equal(wte, wte + static_cast<std::ptrdiff_t>(head_size), parameters.begin() + static_cast<std::ptrdiff_t>(tied_size))) {
+      parameters.resize(tied_size);
+    } else {
       config.tie_word_embeddings = false;
-      parameters.insert(parameters.end(), head.begin(), head.end());
     }
   }
-  return basic_gpt2(config, parameters);
+  return basic_gpt2(config, std::move(parameters));
 }
 
 template <class Scalar>

@@ -9,8 +9,12 @@
 #include <memory>
 #include <mutex>
 #include <numbers>
+#include <type_traits>
 #include <utility>
 #include <vector>
+
+#include "glassbox/detail/blas.hpp"
+#include "glassbox/detail/dual.hpp"
 
 // OpenMP is used only when the including program is compiled with it (-fopenmp); then row loops
 // run in parallel and Eigen parallelises its matrix products. Without it the pragmas vanish.
@@ -55,6 +59,24 @@ inline int gpt2_thread_count() {
 #endif
 }
 
+/// The index of the calling thread in its OpenMP team (0 outside one, or without OpenMP).
+inline int gpt2_thread_index() {
+#if defined(_OPENMP)
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+/// Copies one head's keys (or values) into a contiguous [prefix + rows, dh] block: `prefix` rows of a
+/// cache (rows `cache_stride` apart), then `rows` rows of the pass (rows `own_stride` apart).
+template <class S>
+void gpt2_gather_head(S* out, std::ptrdiff_t dh, const S* cache, std::ptrdiff_t prefix, std::ptrdiff_t cache_stride,
+                      const S* own, std::ptrdiff_t rows, std::ptrdiff_t own_stride) {
+  for (std::ptrdiff_t r = 0; r < prefix; ++r) std::copy_n(cache + r * cache_stride, dh, out + r * dh);
+  for (std::ptrdiff_t r = 0; r < rows; ++r) std::copy_n(own + r * own_stride, dh, out + (prefix + r) * dh);
+}
+
 /// Runs fn(begin, end) over [0, n) split in `parts` contiguous chunks, one per OpenMP thread.
 template <class Fn>
 void gpt2_split(std::ptrdiff_t n, int parts, Fn&& fn) {
@@ -95,18 +117,47 @@ template <class S>
 void gpt2_gemm_serial(S* c, std::ptrdiff_t ldc, const gpt2_operand<S>& a, const gpt2_operand<S>& b, S alpha,
                       bool accumulate) {
   const std::ptrdiff_t m = a.transposed ? a.cols : a.rows, n = b.transposed ? b.rows : b.cols;
-  gpt2_strided<S> out(c, m, n, Eigen::OuterStride<>(ldc));
-  if (!accumulate) out.setZero();  // what Eigen does itself before a product is assigned
-  const gpt2_cstrided<S> am(a.data, a.rows, a.cols, Eigen::OuterStride<>(a.stride));
-  const gpt2_cstrided<S> bm(b.data, b.rows, b.cols, Eigen::OuterStride<>(b.stride));
-  if (!a.transposed && !b.transposed) {
-    out.noalias() += alpha * (am * bm);
-  } else if (!a.transposed) {
-    out.noalias() += alpha * (am * bm.transpose());
-  } else if (!b.transposed) {
-    out.noalias() += alpha * (am.transpose() * bm);
+  if constexpr (is_dual_v<S>) {
+    // Dual numbers (curvature products): (Av + e At)(Bv + e Bt) = Av Bv + e (Av Bt + At Bv), three
+    // real products in the vectorised (or BLAS) kernels instead of one on a non-vectorised type.
+    using T = typename S::value_type;
+    using real = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    auto split = [](const gpt2_operand<S>& x, real& v, real& t) {  // op(x) as value and tangent matrices
+      const std::ptrdiff_t r = x.transposed ? x.cols : x.rows, k = x.transposed ? x.rows : x.cols;
+      v.resize(r, k);
+      t.resize(r, k);
+      for (std::ptrdiff_t i = 0; i < r; ++i)
+        for (std::ptrdiff_t j = 0; j < k; ++j) {
+          const S& e = x.transposed ? x.data[j * x.stride + i] : x.data[i * x.stride + j];
+          v(i, j) = e.value;
+          t(i, j) = e.tangent;
+        }
+    };
+    real av, at, bv, bt;
+    split(a, av, at);
+    split(b, bv, bt);
+    const real value = av * bv;
+    const real tangent = av * bt + at * bv;
+    for (std::ptrdiff_t i = 0; i < m; ++i)
+      for (std::ptrdiff_t j = 0; j < n; ++j) {
+        const S product = alpha * S(value(i, j), tangent(i, j));
+        S& out = c[i * ldc + j];
+        out = accumulate ? out + product : product;
+      }
   } else {
-    out.noalias() += alpha * (am.transpose() * bm.transpose());
+    gpt2_strided<S> out(c, m, n, Eigen::OuterStride<>(ldc));
+    if (!accumulate) out.setZero();  // what Eigen does itself before a product is assigned
+    const gpt2_cstrided<S> am(a.data, a.rows, a.cols, Eigen::OuterStride<>(a.stride));
+    const gpt2_cstrided<S> bm(b.data, b.rows, b.cols, Eigen::OuterStride<>(b.stride));
+    if (!a.transposed && !b.transposed) {
+      out.noalias() += alpha * (am * bm);
+    } else if (!a.transposed) {
+      out.noalias() += alpha * (am * bm.transpose());
+    } else if (!b.transposed) {
+      out.noalias() += alpha * (am.transpose() * bm);
+    } else {
+      out.noalias() += alpha * (am.transpose() * bm.transpose());
+    }
   }
 }
 
@@ -155,6 +206,16 @@ void gpt2_gemm(S* c, std::ptrdiff_t ldc, const gpt2_operand<S>& a, const gpt2_op
   }
 }
 
+/// The attention scale 1 / sqrt(d_head) in precision S (for a dual number, a constant computed in double).
+template <class S>
+S gpt2_attention_scale(std::size_t head_width) {
+  if constexpr (std::is_arithmetic_v<S>) {
+    return S(1) / std::sqrt(static_cast<S>(head_width));
+  } else {
+    return S(1.0 / std::sqrt(static_cast<double>(head_width)));
+  }
+}
+
 /// Rows below which a row loop is not worth a thread team.
 inline constexpr std::ptrdiff_t gpt2_parallel_rows = 64;
 
@@ -170,7 +231,8 @@ void gpt2_layer_norm(const S* x, std::ptrdiff_t n, std::ptrdiff_t d, const S* w,
     gpt2_row<S> yr(y + r * d, d);
     const S mu = xr.mean();
     const S var = (xr.array() - mu).square().mean();
-    const S rs = S(1) / std::sqrt(var + eps);
+    using std::sqrt;  // ADL: S may be a dual number (exact curvature products)
+    const S rs = S(1) / sqrt(var + eps);
     yr = ((xr.array() - mu) * rs * wv.array() + bv.array()).matrix();
     mean[r] = mu;
     rstd[r] = rs;
@@ -388,6 +450,9 @@ class gpt2_workspace_pool {
     gpt2_workspace_pool* pool_;
     std::unique_ptr<gpt2_workspace<S>> ws_;
   };
+
+  /// An empty pool; makes a BLAS behind Eigen run single-threaded (the model splits its products itself).
+  gpt2_workspace_pool() { blas_on_calling_thread(); }
 
   /// Borrows a free workspace, or makes a new one.
   handle acquire() {
