@@ -8,6 +8,8 @@
 //     the deciding word, the mean score of the distractor sentiment words (sentiment words outside
 //     the rationale) and of all other review tokens, and how often the deciding word beats every
 //     distractor sentiment word;
+//   - per head, the marker's mean attention on the deciding word and on the distractors, and how
+//     often the deciding word is the head's strongest key;
 //   - head importance (Michel et al., target log p(true label)), the single-head ablation and the
 //     pruning curve with accuracy over {positive, negative}, and how many heads the model needs.
 // Results print as tables and, with --json FILE, are written as one JSON document.
@@ -69,11 +71,11 @@ std::vector<std::pair<std::string, std::vector<double>>> method_scores(const mod
   return out;
 }
 
-void print_matrix(std::string_view title, const tensor2& m) {
+void print_matrix(std::string_view title, const tensor2& m, double scale = 1.0) {
   fmt::print("{} (rows = layers, columns = heads)\n", title);
   for (std::size_t l = 0; l < m.shape(0); ++l) {
     fmt::print("  layer {:2}:", l);
-    for (std::size_t h = 0; h < m.shape(1); ++h) fmt::print(" {:8.4f}", m(l, h));
+    for (std::size_t h = 0; h < m.shape(1); ++h) fmt::print(" {:8.4f}", scale * m(l, h));
     fmt::print("\n");
   }
 }
@@ -139,6 +141,12 @@ int main(int argc, char** argv) {
 
     // --- Rollout / flow / gradient methods: the deciding word against the distractors. ---
     std::vector<method_summary> summaries;
+    // Per head: the marker's attention on the deciding word, on the distractors (their mean, over
+    // the reviews that have some) and the reviews where the deciding word is the strongest key.
+    const std::size_t n_layer = model.n_layer(), n_head = model.n_head();
+    tensor2 head_deciding = xt::zeros<float>({n_layer, n_head}), head_distractor = head_deciding,
+            head_strongest = head_deciding;
+    std::size_t head_reviews = 0, head_with_distractors = 0;
     for (const auto& r : reviews) {
       const auto& props = r.properties();
       const auto& deciding = r.truth.deciding_words;
@@ -148,6 +156,25 @@ int main(int argc, char** argv) {
         if (props[j].in_rationale) continue;
         others.push_back(j);
         if (props[j].is_sentiment) distractors.push_back(j);
+      }
+      {
+        const tensor4 a = model.attentions(token_span(r.tokens));
+        const std::size_t last = r.tokens.size() - 1;
+        for (std::size_t l = 0; l < n_layer; ++l)
+          for (std::size_t h = 0; h < n_head; ++h) {
+            head_deciding(l, h) += a(l, h, last, deciding.front());
+            std::size_t strongest = 0;
+            for (std::size_t j = 1; j <= last; ++j)
+              if (a(l, h, last, j) > a(l, h, last, strongest)) strongest = j;
+            head_strongest(l, h) += strongest == deciding.front() ? 1.0f : 0.0f;
+            if (!distractors.empty()) {
+              double mean = 0;
+              for (std::size_t j : distractors) mean += a(l, h, last, j);
+              head_distractor(l, h) += static_cast<float>(mean / static_cast<double>(distractors.size()));
+            }
+          }
+        ++head_reviews;
+        head_with_distractors += distractors.empty() ? 0 : 1;
       }
       const auto scores = method_scores(model, r);
       if (summaries.empty())
@@ -185,7 +212,7 @@ int main(int argc, char** argv) {
         s.distractor /= static_cast<double>(s.with_distractors);
         s.wins /= static_cast<double>(s.with_distractors);
       }
-      fmt::print("| {} | {:.4f} | {:.4f} | {:.4f} | {:.1f}% of {} |\n", s.method, s.deciding, s.distractor, s.other,
+      fmt::print("| {} | {:.3g} | {:.3g} | {:.3g} | {:.1f}% of {} |\n", s.method, s.deciding, s.distractor, s.other,
                  100 * s.wins, s.with_distractors);
       methods.push_back({{"method", s.method},
                          {"deciding", s.deciding},
@@ -195,6 +222,15 @@ int main(int argc, char** argv) {
                          {"reviews_with_distractors", s.with_distractors},
                          {"reviews", s.reviews}});
     }
+
+    head_deciding /= static_cast<float>(std::max<std::size_t>(head_reviews, 1));
+    head_strongest /= static_cast<float>(std::max<std::size_t>(head_reviews, 1));
+    head_distractor /= static_cast<float>(std::max<std::size_t>(head_with_distractors, 1));
+    fmt::print("\nper head, the marker's attention (means over {} reviews; distractors over the {} with some)\n",
+               head_reviews, head_with_distractors);
+    print_matrix("attention on the deciding word", head_deciding);
+    print_matrix("attention on a distractor sentiment word (mean over the distractors)", head_distractor);
+    print_matrix("share of reviews where the deciding word is the strongest key", head_strongest);
 
     // --- Heads: importance, ablation, pruning curve. ---
     std::vector<labelled_example> data;
@@ -209,7 +245,7 @@ int main(int argc, char** argv) {
     const auto curve = head_pruning_curve(model, std::span<const labelled_example>(data), po);
     fmt::print("\nhead importance, E|d log p(label) / d mask|, normalised per layer (Michel et al. 2019)\n");
     print_matrix("importance", importance.importance);
-    print_matrix("raw importance", importance.raw_importance);
+    print_matrix("raw importance, x 1e4", importance.raw_importance, 1e4);
     fmt::print("\nablation: change of mean log p(label) with one head masked (base {:.4f}, accuracy {:.3f})\n",
                ablation.base_mean_target, ablation.base_accuracy);
     print_matrix("target change", ablation.target_change);

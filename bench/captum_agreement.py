@@ -19,11 +19,16 @@ on the token embeddings:
 | input-x-gradient | InputXGradient, summed over the embedding |
 | integrated-gradients (50 Gauss-Legendre steps, zero baseline) | IntegratedGradients(method="gausslegendre", n_steps=50), summed |
 | occlusion (window 1, <pad> baseline) | FeatureAblation with the <pad> embedding as baseline, one feature per token |
-| exact-shapley (<pad> baseline) | ShapleyValues (all permutations) on reviews of at most 7 tokens |
+| shapley-exact (<pad> baseline) | ShapleyValues (all permutations) on reviews of at most 7 tokens |
 
 It prints, per method, the largest absolute difference and the largest difference relative to
 the largest |score| of the review. Both sides compute in float32, so agreement is expected to
-about 1e-5 relative, not bit for bit.
+about 1e-5 relative, not bit for bit. For scale, the row "captum float32 vs float64" compares
+Captum's integrated gradients with itself on a float64 copy of the model: the size of float32
+rounding in that method.
+
+This script is not part of CTest (it needs PyTorch and a Captum checkout); docs/attribution.md
+prints its table.
 """
 import argparse
 import json
@@ -103,18 +108,22 @@ def main():
     short = [r for r in reviews if len(r) <= 7][: args.shapley_reviews]
     reviews = reviews[: args.reviews]
 
-    def target_fn(label, kind):
+    p64 = to_double(p)
+
+    def target_fn(label, kind, params=None):
+        params = p if params is None else params
+
         def f(emb):  # emb [B, T, d] -> [B]
-            out = [gpt2_torch.forward(torch, p, e)[-1] for e in emb]
-            if kind == "log-prob":
+            out = [gpt2_torch.forward(torch, params, e)[-1] for e in emb]
+            if kind == "log-probability":
                 out = [torch.log_softmax(z, -1) for z in out]
             return torch.stack([z[label] for z in out])
         return f
 
     rows = {}
-    for kind in ("logit", "log-prob"):
+    for kind in ("logit", "log-probability"):
         run(torch, p, pad, args, reviews, short, kind, target_fn, rows, glassbox_scores,
-            (FeatureAblation, InputXGradient, IntegratedGradients, Saliency, ShapleyValues), gpt2_torch)
+            (FeatureAblation, InputXGradient, IntegratedGradients, Saliency, ShapleyValues), gpt2_torch, p64)
 
     print(f"glassbox explain against Captum on {args.model}: the label's logit or log-probability at the marker")
     print("| target | method | reviews | max abs difference | max difference / max abs score |")
@@ -123,7 +132,14 @@ def main():
         print(f"| {kind} | {name} | {n} | {d:.2e} | {rel:.2e} |")
 
 
-def run(torch, p, pad, args, reviews, short, kind, target_fn, rows, glassbox_scores, captum, gpt2_torch):
+def to_double(p):
+    """A float64 copy of the parameter dictionary of torch_model."""
+    out = {k: (v.double() if hasattr(v, "double") else v) for k, v in p.items() if k != "blocks"}
+    out["blocks"] = [{k: v.double() for k, v in b.items()} for b in p["blocks"]]
+    return out
+
+
+def run(torch, p, pad, args, reviews, short, kind, target_fn, rows, glassbox_scores, captum, gpt2_torch, p64):
     FeatureAblation, InputXGradient, IntegratedGradients, Saliency, ShapleyValues = captum
 
     def record(name, ours, theirs):
@@ -144,8 +160,13 @@ def run(torch, p, pad, args, reviews, short, kind, target_fn, rows, glassbox_sco
         ixg = InputXGradient(f).attribute(x)[0].sum(-1).detach().numpy()
         record("input-x-gradient", glassbox_scores(args.glassbox, args.model, ids, "input-x-gradient", label, kind), ixg)
         ig = IntegratedGradients(f).attribute(x, baselines=torch.zeros_like(x), n_steps=50, method="gausslegendre")
+        ig32 = ig[0].sum(-1).detach().numpy()
         record("integrated-gradients", glassbox_scores(args.glassbox, args.model, ids, "integrated-gradients", label, kind),
-               ig[0].sum(-1).detach().numpy())
+               ig32)
+        x64 = x.detach().double()
+        ig64 = IntegratedGradients(target_fn(label, kind, p64)).attribute(x64, baselines=torch.zeros_like(x64), n_steps=50,
+                                                                          method="gausslegendre")
+        record("captum float32 vs float64 (integrated-gradients)", ig32.astype(np.float64), ig64[0].sum(-1).detach().numpy())
         mask = torch.arange(len(ids)).view(1, -1, 1).expand_as(x).contiguous()
         base = p["wte"][pad].expand_as(x)
         with torch.no_grad():
@@ -159,7 +180,7 @@ def run(torch, p, pad, args, reviews, short, kind, target_fn, rows, glassbox_sco
             mask = torch.arange(len(ids)).view(1, -1, 1).expand_as(x).contiguous()
             sv = ShapleyValues(target_fn(label, kind)).attribute(x, baselines=p["wte"][pad].expand_as(x), feature_mask=mask,
                                                            perturbations_per_eval=64)[0, :, 0].numpy()
-        record("exact-shapley", glassbox_scores(args.glassbox, args.model, ids, "exact-shapley", label, kind), sv)
+        record("shapley-exact", glassbox_scores(args.glassbox, args.model, ids, "shapley-exact", label, kind), sv)
 
 
 

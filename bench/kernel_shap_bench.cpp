@@ -319,7 +319,7 @@ int main(int argc, char** argv) {
     return run(
         model, s,
         fmt::format("random GPT-2 (seed {}: {} layers, width {}, {} heads, vocabulary {}, weights x {} of "
-                    "GPT-2's initialisation) - provisional, until the bundled model exists",
+                    "GPT-2's initialisation)",
                     s.model_seed, config.n_layer, config.n_embd, config.n_head, config.vocab_size, s.init_scale));
   } catch (const std::exception& e) {
     fmt::print(stderr, "kernel_shap_bench: {}\n", e.what());

@@ -1,6 +1,7 @@
-// glassbox: the io layer (safetensors files, word vocabularies). Used by models/ and apps/, never by the
-// algorithm modules; include it explicitly.
+// glassbox: the io layer (safetensors files, word vocabularies, activation and probe files). Used by
+// models/ and apps/, never by the algorithm modules; include it explicitly.
 #pragma once
 
+#include "glassbox/io/activation_file.hpp"
 #include "glassbox/io/safetensors.hpp"
 #include "glassbox/io/vocabulary.hpp"

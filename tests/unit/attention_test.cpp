@@ -303,17 +303,17 @@ TEST_CASE("bad attention input fails fast with the documented messages", "[atten
   REQUIRE_THROWS_MATCHES(attention_flow(negative), error,
                          what_contains("attentions must be finite and >= 0, got -0.1 at [0, 0, 1, 0]"));
   rollout_options o;
-  o.residual = 1.5;
+  o.graph.residual = 1.5;
   REQUIRE_THROWS_MATCHES(attention_rollout(a, o), error, what_contains("residual must be in [0, 1], got 1.5"));
   o = {};
-  o.last_layer = 2;
+  o.graph.last_layer = 2;
   REQUIRE_THROWS_MATCHES(attention_rollout(a, o), shape_error, what_contains("last_layer must be in [1, 1], got 2"));
   o = {};
-  o.aggregation = head_aggregation::weighted;
+  o.graph.aggregation = head_aggregation::weighted;
   REQUIRE_THROWS_MATCHES(attention_rollout(a, o), shape_error,
                          what_contains("head_weights must be [1, 1] for weighted aggregation, got [0, 0]"));
   o = {};
-  o.head_weights = tensor2({1, 1});
+  o.graph.head_weights = tensor2({1, 1});
   REQUIRE_THROWS_MATCHES(attention_rollout(a, o), error,
                          what_contains("head_weights must be empty unless aggregation is weighted"));
   o = {};
@@ -369,13 +369,13 @@ TEST_CASE("attention rollout on a hand-made tensor, both products", "[attention]
   }
   SECTION("layer ranges: [1, 2) is A1 alone, [0, 1) is A0 alone") {
     rollout_options o;
-    o.first_layer = 1;
+    o.graph.first_layer = 1;
     auto r = attention_rollout(a, o);
     CHECK(r.matrix(2, 0) == Approx(0.05).margin(tol));
     CHECK(r.first_layer == 1);
     CHECK(r.last_layer == 2);
     o = {};
-    o.last_layer = 1;
+    o.graph.last_layer = 1;
     r = attention_rollout(a, o);
     CHECK(r.matrix(2, 1) == Approx(0.15).margin(tol));
   }
@@ -428,7 +428,7 @@ TEST_CASE("attention flow on hand-made graphs", "[attention][flow]") {
     const tensor4 a =
         make_attentions({{{{0.2, 0.8}, {0.2, 0.8}}}, {{{0.5, 0.5}, {0.5, 0.5}}}, {{{0.5, 0.5}, {0.5, 0.5}}}});
     flow_options o;
-    o.residual = 0;
+    o.graph.residual = 0;
     const auto f = attention_flow(a, o);
     CHECK(f.unnormalized(0, 0) == Approx(0.4).margin(1e-6));
     CHECK(f.unnormalized(0, 1) == Approx(1.0).margin(1e-6));
@@ -446,13 +446,13 @@ TEST_CASE("attention flow equals an independent Edmonds-Karp on random layered g
     const tensor4 a = random_attentions(l_count, h_count, t, causal, sparsity, g);
     flow_options o;
     const double residuals[] = {0.0, 0.3, 0.5};
-    o.residual = residuals[g.below(3)];
+    o.graph.residual = residuals[g.below(3)];
     const head_aggregation aggs[] = {head_aggregation::mean, head_aggregation::max, head_aggregation::min};
-    o.aggregation = aggs[g.below(3)];
-    if (l_count > 1 && g.bernoulli(0.3)) o.first_layer = 1;
+    o.graph.aggregation = aggs[g.below(3)];
+    if (l_count > 1 && g.bernoulli(0.3)) o.graph.first_layer = 1;
     o.execution.threads = 1 + g.below(2);
     INFO("trial " << trial << ": L=" << l_count << " H=" << h_count << " T=" << t << " causal=" << causal
-                  << " residual=" << o.residual << " first_layer=" << o.first_layer);
+                  << " residual=" << o.graph.residual << " first_layer=" << o.graph.first_layer);
     const auto f = attention_flow(a, o);
     const auto ref = reference_flows(f.layer_maps);
     for (std::size_t i = 0; i < t; ++i) {
@@ -723,15 +723,15 @@ TEST_CASE("AttGrad and Chefer relevance on a model with closed-form gradients", 
     const auto r = gradient_weighted_rollout(model, tokens, logit);
     const auto g = model.attention_gradient(tokens, logit);
     rollout_options o;
-    o.aggregation = head_aggregation::weighted;
-    o.head_weights = gradient_head_weights(g.gradient);
+    o.graph.aggregation = head_aggregation::weighted;
+    o.graph.head_weights = gradient_head_weights(g.attentions, g.gradient);
     const auto expected = attention_rollout(g.attentions, o);
     CHECK((r.matrix == expected.matrix));
     CHECK(r.method == "gradient_weighted_rollout");
     // The L1 weight of head (0, 1) is sum_ij |dF| = sum_j |U[0,1][tok_j][3]| (row 4 only).
     double l1 = 0;
     for (std::size_t j = 0; j < 5; ++j) l1 += std::abs(model.u(0, 1, tokens[j], 3));
-    CHECK(o.head_weights(0, 1) == Approx(l1).epsilon(1e-6));
+    CHECK(o.graph.head_weights(0, 1) == Approx(l1).epsilon(1e-6));
   }
   SECTION("a gradient of the wrong shape is refused") {
     const tensor4 a = model.attentions(tokens);
@@ -968,5 +968,116 @@ TEST_CASE("GPT-2: pruning curve, rollout/flow through the model, AttGrad consist
       CHECK(r.head_maps(l, h, i, j) == Approx(a64(l, h, i, j) * d).epsilon(1e-4).margin(1e-6));
     }
     CHECK(r.target_value == Approx(g.value));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Review fixes (issue 10): gradient head weights on attendable entries, AttGrad's explained row
+// ---------------------------------------------------------------------------------------------
+
+TEST_CASE("GPT-2: gradient head weights count only the entries a causal model can attend to",
+          "[attention][gradient][gpt2]") {
+  const auto model = small_gpt2(31);
+  const token_sequence tokens{4, 8, 15, 16, 2, 3, 11};
+  const target t = target::log_prob(5);
+  const auto g = model.attention_gradient(tokens, t);
+  const std::size_t n = tokens.size();
+  // Independent weights: the L1 and L2 norms of each head's gradient over the entries at or below
+  // the diagonal (the keys a causal query can attend to), and the L1 norm over every entry.
+  tensor2 causal_l1({2, 2}), causal_l2({2, 2}), every_l1({2, 2});
+  double above = 0;  // the largest |dF| above the diagonal: dO_i . v_j, not zero
+  for (std::size_t l = 0; l < 2; ++l)
+    for (std::size_t h = 0; h < 2; ++h) {
+      double s1 = 0, s2 = 0, all = 0;
+      for (std::size_t i = 0; i < n; ++i)
+        for (std::size_t j = 0; j < n; ++j) {
+          const double v = g.gradient(l, h, i, j);
+          all += std::abs(v);
+          if (j <= i) {
+            s1 += std::abs(v);
+            s2 += v * v;
+          } else {
+            CHECK(g.attentions(l, h, i, j) == 0.0f);  // the causal mask: exactly zero probability
+            above = std::max(above, std::abs(v));
+          }
+        }
+      causal_l1(l, h) = static_cast<float>(s1);
+      causal_l2(l, h) = static_cast<float>(std::sqrt(s2));
+      every_l1(l, h) = static_cast<float>(all);
+    }
+  REQUIRE(above > 1e-3);
+  rollout_options o;
+  o.graph.aggregation = head_aggregation::weighted;
+  o.graph.head_weights = causal_l1;
+  const auto expected = attention_rollout(g.attentions, o);
+  o.graph.head_weights = every_l1;
+  const auto unrestricted = attention_rollout(g.attentions, o);
+  // On this input the restriction changes the rollout (the weights' ratios within a layer move).
+  double change = 0;
+  for (std::size_t k = 0; k < expected.matrix.size(); ++k)
+    change = std::max(change, static_cast<double>(std::abs(expected.matrix.data()[k] - unrestricted.matrix.data()[k])));
+  REQUIRE(change > 1e-3);
+  // Same weights in double and the same rollout code: agreement to float rounding.
+  const auto r = gradient_weighted_rollout(model, tokens, t);
+  for (std::size_t k = 0; k < expected.matrix.size(); ++k)
+    CHECK(r.matrix.data()[k] == Approx(expected.matrix.data()[k]).margin(1e-6));
+  o.graph.head_weights = causal_l2;
+  const auto expected_l2 = attention_rollout(g.attentions, o);
+  const auto r2 = gradient_weighted_rollout(model, tokens, t, {}, gradient_head_norm::l2);
+  for (std::size_t k = 0; k < expected_l2.matrix.size(); ++k)
+    CHECK(r2.matrix.data()[k] == Approx(expected_l2.matrix.data()[k]).margin(1e-6));
+}
+
+TEST_CASE("gradient head weights: an entry counts when some head of some layer attends to it", "[attention][gradient]") {
+  // One layer, two heads, T = 2. Entry (0, 1) is 0 in both heads (a causal mask): left out.
+  // Entry (1, 1) is 0 in head 0 but 0.8 in head 1: the model can attend to it, so it counts for both.
+  const tensor4 a = make_attentions({{{{1, 0}, {1, 0}}, {{1, 0}, {0.2, 0.8}}}});
+  const tensor4 d = make_attentions({{{{1, 5}, {2, -3}}, {{-1, 7}, {4, 1}}}});
+  const tensor2 l1 = gradient_head_weights(a, d);
+  CHECK(l1(0, 0) == 6.0f);  // |1| + |2| + |-3|, not the 11 that includes the 5 above the diagonal
+  CHECK(l1(0, 1) == 6.0f);  // |-1| + |4| + |1|
+  const tensor2 l2 = gradient_head_weights(a, d, gradient_head_norm::l2);
+  CHECK(l2(0, 0) == Approx(std::sqrt(14.0)).epsilon(1e-7));
+  CHECK(l2(0, 1) == Approx(std::sqrt(18.0)).epsilon(1e-7));
+  REQUIRE_THROWS_MATCHES(gradient_head_weights(a, tensor4({1, 2, 3, 3})), shape_error,
+                         what_contains("glassbox::gradient_head_weights: gradient must have the shape of attentions"));
+}
+
+TEST_CASE("AttGrad scores are the row of the explained position", "[attention][gradient]") {
+  rng g(7);
+  const tensor4 a = random_attentions(2, 3, 5, true, 0.0, g);
+  tensor4 d({2, 3, 5, 5});
+  for (auto& x : d) x = static_cast<float>(g.normal());
+  // Independent reference: sum over layers of the head mean of A * dF, row p.
+  auto row = [&](std::size_t p, std::size_t j) {
+    double s = 0;
+    for (std::size_t l = 0; l < 2; ++l)
+      for (std::size_t h = 0; h < 3; ++h) s += static_cast<double>(a(l, h, p, j)) * d(l, h, p, j) / 3.0;
+    return s;
+  };
+  const auto last = attgrad(a, d);
+  CHECK(last.position == 4);
+  for (std::size_t j = 0; j < 5; ++j) CHECK(last.scores[j] == Approx(row(4, j)).margin(1e-6));
+  for (std::size_t p : {std::size_t{1}, std::size_t{3}}) {
+    const auto r = attgrad(a, d, {.position = p});
+    CHECK(r.position == p);
+    for (std::size_t j = 0; j < 5; ++j) CHECK(r.scores[j] == Approx(row(p, j)).margin(1e-6));
+    for (std::size_t j = p + 1; j < 5; ++j) CHECK(r.scores[j] == 0.0);  // causal: no key after the query
+  }
+  SECTION("through a causal GPT-2, whose gradient reaches every query row") {
+    const auto model = small_gpt2(31);
+    const token_sequence tokens{4, 8, 15, 16, 2};
+    const auto r = attgrad(model, tokens, target::log_prob(5));
+    REQUIRE(r.position == 4);
+    double apart = 0;  // the column sums over all queries differ from the last row: earlier rows count
+    for (std::size_t j = 0; j < 5; ++j) {
+      double column = 0;
+      for (std::size_t i = 0; i < 5; ++i) column += r.matrix(i, j);
+      apart = std::max(apart, std::abs(column - r.matrix(4, j)));
+    }
+    REQUIRE(apart > 1e-2);
+    for (std::size_t j = 0; j < 5; ++j) CHECK(r.scores[j] == Approx(r.matrix(4, j)).margin(1e-6));
+    const auto at2 = attgrad(model, tokens, target::log_prob(5, 2), {.position = 2});
+    for (std::size_t j = 0; j < 5; ++j) CHECK(at2.scores[j] == Approx(at2.matrix(2, j)).margin(1e-6));
   }
 }

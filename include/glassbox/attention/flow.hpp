@@ -37,7 +37,8 @@
 namespace glassbox {
 
 /// Options of attention flow: the graph, which top-level positions to solve for, and execution.
-struct flow_options : attention_graph_options {
+struct flow_options {
+  attention_graph_options graph{};      ///< how heads and layers become the graph
   std::vector<std::size_t> sources;     ///< top-level positions whose flows are computed; empty = all
   std::optional<std::size_t> position;  ///< the row reported as `scores`; default the last source
   bool normalize_rows = true;           ///< divide each row by its sum over inputs, as the reference
@@ -52,7 +53,7 @@ struct flow_options : attention_graph_options {
 /// solves only the T problems of the last position.
 inline attention_relevance_result attention_flow(const tensor4& attentions, const flow_options& options = {}) {
   const auto d = detail::check_attentions(attentions, "attention_flow");
-  const auto range = detail::check_graph_options(options, d, "attention_flow");
+  const auto range = detail::check_graph_options(options.graph, d, "attention_flow");
   // A positive epsilon absorbs the rounding of F + (C - F), so every augmentation saturates an arc.
   detail::require(std::isfinite(options.epsilon) && options.epsilon > 0.0 && options.epsilon < 1e-3,
                   "glassbox::attention_flow: epsilon must be in (0, 1e-3), got {}", options.epsilon);
@@ -68,7 +69,7 @@ inline attention_relevance_result attention_flow(const tensor4& attentions, cons
   detail::require<shape_error>(std::find(sources.begin(), sources.end(), position) != sources.end(),
                                "glassbox::attention_flow: position must be one of the sources, got {}", position);
 
-  const auto graph = detail::attention_graph(attentions, options, range);
+  const auto graph = detail::attention_graph(attentions, options.graph, range);
   const detail::layered_flow_network network(graph, options.epsilon);
   const std::size_t rows = sources.size();
   std::vector<double> raw(rows * t, 0.0);
@@ -121,7 +122,7 @@ inline attention_relevance_result attention_flow(const tensor4& attentions, cons
   }
   out.position = position;
   out.layer_maps = detail::stack_matrices(graph, t);
-  detail::record_graph_options(out.options, options, range);
+  detail::record_graph_options(out.options, options.graph, range);
   out.options.push_back({"sources", static_cast<std::int64_t>(rows)});
   out.options.push_back({"position", static_cast<std::int64_t>(position)});
   out.options.push_back({"normalize_rows", options.normalize_rows});

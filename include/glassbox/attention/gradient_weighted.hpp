@@ -6,7 +6,10 @@
 //   head map     G[l, h] = A[l, h] * dF[l, h]                 (elementwise; first-order effect of each edge)
 //   layer map    M_l = mean_h G[l, h]   (or mean_h G[l, h]^+ with positive_only)
 //   matrix       S = sum_l M_l                                 [query, key]
-//   scores[j]    = sum_i S[i, j]: the head-averaged first-order contribution of all attention into token j
+//   scores[j]    = S[p, j], p the explained position: the head-averaged first-order effect of the
+//                  edges p -> j over all layers (the explained query's row, as Chefer et al.'s rule
+//                  below and the attention Grad-CAM baseline of their code report the row of the
+//                  explained token; docs/attention.md)
 //
 // Chefer et al. 2021, "Generic Attention-model Explainability for Interpreting Bi-Modal and
 // Encoder-Decoder Transformers" (ICCV), rule for self-attention:
@@ -16,8 +19,11 @@
 // Head-weighted ("head-masked") rollout: rollout (rollout.hpp) with head_aggregation::weighted,
 //   W_l = sum_h w[l, h] A[l, h] / sum_h w[l, h]  (W_l = 0 when the layer's weights sum to 0, so Â_l = I),
 // with w a 0/1 head mask (pruned heads removed), Michel importance (head_importance.hpp), or,
-// here, per-input gradient norms w[l, h] = ||dF[l, h]||_1 or _2 (as GMAR, "Gradient-Driven
-// Multi-Head Attention Rollout", 2025); only ratios within a layer matter.
+// here, per-input gradient norms w[l, h] = ||dF[l, h]||_1 or _2 over the entries the model can
+// attend to (as GMAR, "Gradient-Driven Multi-Head Attention Rollout", 2025); only ratios within a
+// layer matter. An entry (i, j) counts when some head of some layer gives it a nonzero
+// probability: a causal mask (or a padding mask) makes A[l, h, i, j] exactly 0 in every head, and
+// there dF = dO_i . v_j is nonzero but no edge exists, so it must not weigh the head.
 //
 // Cost: one forward + backward pass; then O(L H T^2) (AttGrad) or O(L T^3) (Chefer, rollout).
 #pragma once
@@ -44,7 +50,8 @@ namespace glassbox {
 /// Options of attention x gradient.
 struct attgrad_options {
   bool positive_only = false;           ///< average G^+ = max(G, 0) over heads instead of G
-  std::optional<std::size_t> position;  ///< the explained query position; default the target's last row
+  std::optional<std::size_t> position;  ///< the explained query position, whose row of S is `scores`;
+                                        ///< default the target's last row
 };
 
 /// Options of Chefer et al.'s relevance propagation.
@@ -52,7 +59,7 @@ struct chefer_options {
   std::optional<std::size_t> position;  ///< the row reported as `scores`; default the target's last row
 };
 
-/// The per-head norm gradient-weighted rollout uses as head weights.
+/// The per-head norm gradient-weighted rollout uses as head weights (sums over the attendable entries).
 enum class gradient_head_norm {
   l1,  ///< w[l, h] = sum_ij |dF[l, h, i, j]|
   l2,  ///< w[l, h] = sqrt(sum_ij dF[l, h, i, j]^2)
@@ -132,6 +139,18 @@ attention_gradient_result checked_attention_gradient(const M& model, token_span 
   return r;
 }
 
+/// The entries (i, j), [T * T] row-major, that some head of some layer attends to with a nonzero
+/// probability: the ones the model can attend to (a causal mask zeroes the rest in every head).
+inline std::vector<std::uint8_t> attendable_entries(const tensor4& a) {
+  const std::size_t t = a.shape(2), maps = a.shape(0) * a.shape(1);
+  std::vector<std::uint8_t> out(t * t, 0);
+  for (std::size_t m = 0; m < maps; ++m) {
+    const float* p = a.data() + m * t * t;
+    for (std::size_t k = 0; k < t * t; ++k) out[k] = out[k] | static_cast<std::uint8_t>(p[k] > 0.0f);
+  }
+  return out;
+}
+
 /// Records the input of a relevance computed from one attention_gradient pass of the model.
 inline void attach_input(attention_relevance_result& out, token_span tokens, const target& t, double value) {
   out.token_ids.assign(tokens.begin(), tokens.end());
@@ -143,7 +162,7 @@ inline void attach_input(attention_relevance_result& out, token_span tokens, con
 }  // namespace detail
 
 /// Attention x gradient of bare tensors: attentions A and dF = d f / d A, both [L, H, T, T];
-/// `options.position` (default T - 1) is recorded as the explained position.
+/// `scores` is the row of S = sum_l mean_h A * dF at `options.position` (default T - 1).
 inline attention_relevance_result attgrad(const tensor4& attentions, const tensor4& gradient,
                                           const attgrad_options& options = {}) {
   const auto d = detail::check_attention_gradient(attentions, gradient, "attgrad");
@@ -165,10 +184,10 @@ inline attention_relevance_result attgrad(const tensor4& attentions, const tenso
   detail::set_square_matrix(out, sum);
   out.position = position;
   out.scores.resize(t);
-  for (std::size_t j = 0; j < t; ++j) out.scores[j] = sum.col(static_cast<Eigen::Index>(j)).sum();
+  for (std::size_t j = 0; j < t; ++j)
+    out.scores[j] = sum(static_cast<Eigen::Index>(position), static_cast<Eigen::Index>(j));
   out.options.push_back({"positive_only", options.positive_only});
   out.options.push_back({"position", static_cast<std::int64_t>(position)});
-  out.options.push_back({"scores", std::string("column sums")});
   return out;
 }
 
@@ -187,9 +206,12 @@ attention_relevance_result attgrad(const M& model, token_span tokens, const targ
   return out;
 }
 
-/// Chefer et al. (2021) relevance of bare tensors: attentions A and dF = d f / d A.
-inline attention_relevance_result chefer_relevance(const tensor4& attentions, const tensor4& gradient,
-                                                   const chefer_options& options = {}) {
+/// Chefer et al. (2021) relevance of bare tensors: attentions A and dF = d f / d A. (`Real` is the
+/// precision of the products, a template parameter only so that they are compiled where the function
+/// is called: docs/building.md.)
+template <class Real = double>
+attention_relevance_result chefer_relevance(const tensor4& attentions, const tensor4& gradient,
+                                            const chefer_options& options = {}) {
   const auto d = detail::check_attention_gradient(attentions, gradient, "chefer_relevance");
   const std::size_t t = d.tokens;
   const std::size_t position = options.position.value_or(t - 1);
@@ -199,8 +221,9 @@ inline attention_relevance_result chefer_relevance(const tensor4& attentions, co
   out.first_layer = 0;
   out.last_layer = d.layers;
   out.head_maps = detail::attention_times_gradient(attentions, gradient);
+  using matrix = detail::row_matrix<Real>;
   std::vector<detail::dmatrix> layers;
-  detail::dmatrix r = detail::dmatrix::Identity(static_cast<Eigen::Index>(t), static_cast<Eigen::Index>(t));
+  matrix r = matrix::Identity(static_cast<Eigen::Index>(t), static_cast<Eigen::Index>(t));
   for (std::size_t l = 0; l < d.layers; ++l) {
     layers.push_back(detail::head_mean(out.head_maps, l, true));
     r += (layers.back() * r).eval();
@@ -228,16 +251,22 @@ attention_relevance_result chefer_relevance(const M& model, token_span tokens, c
   return out;
 }
 
-/// Per-head weights from an attention gradient [L, H, T, T]: the L1 or L2 norm of each head's
-/// gradient, [L, H]; feed them to rollout with head_aggregation::weighted.
-inline tensor2 gradient_head_weights(const tensor4& gradient, gradient_head_norm norm = gradient_head_norm::l1) {
-  const std::size_t l_count = gradient.shape(0), h_count = gradient.shape(1), t = gradient.shape(2);
+/// Per-head weights from attentions A and their gradient dF, both [L, H, T, T]: the L1 or L2 norm
+/// of each head's gradient over the entries the model can attend to (A > 0 in some head of some
+/// layer; under a causal mask, at or below the diagonal), [L, H]; feed them to rollout with
+/// head_aggregation::weighted.
+inline tensor2 gradient_head_weights(const tensor4& attentions, const tensor4& gradient,
+                                     gradient_head_norm norm = gradient_head_norm::l1) {
+  const auto d = detail::check_attention_gradient(attentions, gradient, "gradient_head_weights");
+  const std::size_t l_count = d.layers, h_count = d.heads, t = d.tokens;
+  const std::vector<std::uint8_t> attendable = detail::attendable_entries(attentions);
   tensor2 w({l_count, h_count});
   for (std::size_t l = 0; l < l_count; ++l)
     for (std::size_t h = 0; h < h_count; ++h) {
       const float* p = detail::head_map(gradient, l, h);
       double s = 0;
       for (std::size_t k = 0; k < t * t; ++k) {
+        if (!attendable[k]) continue;
         const double v = p[k];
         s += norm == gradient_head_norm::l1 ? std::abs(v) : v * v;
       }
@@ -247,16 +276,17 @@ inline tensor2 gradient_head_weights(const tensor4& gradient, gradient_head_norm
 }
 
 /// Gradient-weighted rollout of one input: rollout whose heads are weighted per layer by the
-/// norm of the target's gradient w.r.t. their attention (one forward + backward pass). The
-/// aggregation and head_weights of `options` are replaced by the gradient weights.
+/// norm of the target's gradient w.r.t. their attention over the attendable entries
+/// (gradient_head_weights; one forward + backward pass). The aggregation and head_weights of
+/// `options` are replaced by the gradient weights.
 template <class M>
 attention_relevance_result gradient_weighted_rollout(const M& model, token_span tokens, const target& t,
                                                      rollout_options options = {},
                                                      gradient_head_norm norm = gradient_head_norm::l1) {
   static_assert(check_attention_gradient_model<M>());
   const auto g = detail::checked_attention_gradient(model, tokens, t, "gradient_weighted_rollout");
-  options.aggregation = head_aggregation::weighted;
-  options.head_weights = gradient_head_weights(g.gradient, norm);
+  options.graph.aggregation = head_aggregation::weighted;
+  options.graph.head_weights = gradient_head_weights(g.attentions, g.gradient, norm);
   options.position = detail::target_position(model, tokens.size(), t, options.position, "gradient_weighted_rollout");
   auto out = attention_rollout(g.attentions, options);
   out.method = "gradient_weighted_rollout";

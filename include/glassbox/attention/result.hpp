@@ -3,7 +3,7 @@
 // token labels, head grids, SVG curves) and serialise it to JSON without recomputing anything.
 //
 // Layer and position conventions, shared by every type here:
-//   - attention tensors are [L, H, T, T] = [layer, head, query, key], as DESIGN.md;
+//   - attention tensors are [L, H, T, T] = [layer, head, query, key] (docs/attention.md, "Conventions");
 //   - "level" k of the layered attention graph is the residual stream at the input of layer k,
 //     so level 0 holds the input tokens and level L the output of the last layer;
 //   - a token-to-token matrix has one row per position at its top level (row_positions) and one
@@ -63,7 +63,7 @@ struct attention_maps_result {
 ///
 /// `matrix[r, j]` is how much position row_positions[r] at the top level draws on position j
 /// at the bottom level; `scores` is the row of `position`, the one a reader usually wants
-/// (e.g. the last position, whose output is the prediction); AttGrad's are column sums instead.
+/// (e.g. the last position, whose output is the prediction).
 struct attention_relevance_result {
   std::string method;  ///< attention_rollout, attention_flow, attgrad, chefer_relevance, gradient_weighted_rollout
   token_sequence token_ids;                ///< the input (empty when computed from bare tensors)
@@ -73,7 +73,7 @@ struct attention_relevance_result {
   tensor2 matrix;                          ///< [rows, T], the method's matrix (flow: rows normalised as the reference)
   tensor2 unnormalized;        ///< [rows, T] before row normalisation, where the method normalises (flow); else empty
   std::size_t position = 0;    ///< the explained top-level position (whose row is `scores`)
-  std::vector<double> scores;  ///< one per bottom-level position: matrix row of `position` (AttGrad: column sums)
+  std::vector<double> scores;  ///< one per bottom-level position: matrix row of `position`
   tensor3 layer_maps;          ///< [last - first, T, T] the per-layer matrices the method combined
   tensor4 head_maps;           ///< [L, H, T, T] per-head maps where the method has them (A x grad); else empty
   std::optional<glassbox::target> target;                          ///< what was explained, for gradient methods

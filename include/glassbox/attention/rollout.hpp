@@ -37,7 +37,9 @@ enum class rollout_product {
 constexpr std::string_view to_string(rollout_product p) { return p == rollout_product::left ? "left" : "right"; }
 
 /// Options of attention rollout: the graph (aggregation, residual, layers) and the product order.
-struct rollout_options : attention_graph_options {
+/// Example: `glassbox::attention_rollout(model, tokens, {.graph = {.residual = 0.3}, .product = ...})`.
+struct rollout_options {
+  attention_graph_options graph{};                  ///< how heads and layers become the graph
   rollout_product product = rollout_product::left;  ///< multiplication order; left is the paper's
   std::optional<std::size_t> position;              ///< the row reported as `scores`; default the last position
 };
@@ -45,15 +47,18 @@ struct rollout_options : attention_graph_options {
 /// Attention rollout of a bare attention tensor [L, H, T, T].
 ///
 /// Example: `auto r = glassbox::attention_rollout(attn); r.scores` is how much the last
-/// position draws on each input token after every layer.
-inline attention_relevance_result attention_rollout(const tensor4& attentions, const rollout_options& options = {}) {
+/// position draws on each input token after every layer. (`Real` is the precision of the products,
+/// a template parameter only so that they are compiled where rollout is called: docs/building.md.)
+template <class Real = double>
+attention_relevance_result attention_rollout(const tensor4& attentions, const rollout_options& options = {}) {
   const auto d = detail::check_attentions(attentions, "attention_rollout");
-  const auto range = detail::check_graph_options(options, d, "attention_rollout");
+  const auto range = detail::check_graph_options(options.graph, d, "attention_rollout");
   const std::size_t t = d.tokens;
   const std::size_t position = options.position.value_or(t - 1);
   detail::require<shape_error>(position < t, "glassbox::attention_rollout: position must be < {}, got {}", t, position);
-  const auto graph = detail::attention_graph(attentions, options, range);
-  detail::dmatrix r = detail::dmatrix::Identity(static_cast<Eigen::Index>(t), static_cast<Eigen::Index>(t));
+  const auto graph = detail::attention_graph(attentions, options.graph, range);
+  using matrix = detail::row_matrix<Real>;
+  matrix r = matrix::Identity(static_cast<Eigen::Index>(t), static_cast<Eigen::Index>(t));
   for (const auto& a : graph) {
     if (options.product == rollout_product::left) {
       r = (a * r).eval();
@@ -71,7 +76,7 @@ inline attention_relevance_result attention_rollout(const tensor4& attentions, c
   for (std::size_t j = 0; j < t; ++j)
     out.scores[j] = r(static_cast<Eigen::Index>(position), static_cast<Eigen::Index>(j));
   out.layer_maps = detail::stack_matrices(graph, t);
-  detail::record_graph_options(out.options, options, range);
+  detail::record_graph_options(out.options, options.graph, range);
   out.options.push_back({"product", std::string(to_string(options.product))});
   out.options.push_back({"position", static_cast<std::int64_t>(position)});
   return out;

@@ -59,6 +59,21 @@ inline std::string token_problem(std::string_view token) {
 
 }  // namespace detail
 
+/// The words of `text`: split at ASCII whitespace (runs of spaces, tabs, newlines count as one
+/// separator; leading and trailing whitespace is ignored), as vocabulary::encode splits it.
+inline std::vector<std::string_view> split_words(std::string_view text) {
+  std::vector<std::string_view> words;
+  std::size_t i = 0;
+  while (true) {
+    while (i < text.size() && glassbox::detail::is_ascii_space(text[i])) ++i;
+    if (i == text.size()) break;
+    const std::size_t start = i;
+    while (i < text.size() && !glassbox::detail::is_ascii_space(text[i])) ++i;
+    words.push_back(text.substr(start, i - start));
+  }
+  return words;
+}
+
 /// A list of tokens numbered from 0, with lookup both ways and a whitespace tokenizer.
 class vocabulary {
  public:
@@ -187,22 +202,17 @@ class vocabulary {
                                 function, unk_token);
     }
     token_sequence ids;
-    std::size_t i = 0, position = 0;
-    while (true) {
-      while (i < text.size() && glassbox::detail::is_ascii_space(text[i])) ++i;
-      if (i == text.size()) break;
-      const std::size_t start = i;
-      while (i < text.size() && !glassbox::detail::is_ascii_space(text[i])) ++i;
-      const std::string_view word = text.substr(start, i - start);
+    const auto words = split_words(text);
+    for (std::size_t position = 0; position < words.size(); ++position) {
+      const std::string_view word = words[position];
       if (const auto found = find(word)) {
         ids.push_back(*found);
       } else if (unk) {
         ids.push_back(*unk);
       } else {
         glassbox::detail::fail("{}: unknown word '{}' at word {} (byte {}) of the text", function, word, position,
-                               start);
+                               static_cast<std::size_t>(word.data() - text.data()));
       }
-      ++position;
     }
     return ids;
   }

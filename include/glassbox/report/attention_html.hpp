@@ -421,11 +421,10 @@ inline std::string attention_relevance_fragment(const attention_relevance_result
   s += "</div>\n";
   // Scores on the tokens.
   const double scale = max_abs(r.scores);
-  s += fmt::format("<p class=\"note\">{}</p>\n<div class=\"tokens\">",
-                   r.method == "attgrad"
-                       ? "Column sums of the matrix: the first-order contribution of all attention "
-                         "into each token."
-                       : fmt::format("Row of position {}: how much it draws on each input token.", r.position));
+  s += fmt::format(
+      "<p class=\"note\">Row of position {}: how much it draws on each input token.</p>\n"
+      "<div class=\"tokens\">",
+      r.position);
   for (std::size_t i = 0; i < r.scores.size() && i < t; ++i) {
     const rgb c =
         signed_values ? diverging_color(r.scores[i], scale) : sequential_color(scale > 0 ? r.scores[i] / scale : 0.0);

@@ -17,6 +17,10 @@
 
 namespace glassbox::report {
 
+/// The version of the "glassbox.attention" schema: 2 since AttGrad's `scores` became the explained
+/// position's row (docs/json-schema.md).
+inline constexpr int attention_json_version = 2;
+
 namespace detail {
 
 /// A [rows, cols] tensor as an array of rows (non-finite entries as null).
@@ -112,7 +116,7 @@ inline json to_json(const attention_maps_result& r, const std::vector<std::strin
     aggregated.push_back(detail::slice_json(r.aggregated, a));
   }
   return {{"schema", "glassbox.attention"},
-          {"version", json_version},
+          {"version", attention_json_version},
           {"method", r.method},
           {"tokens", detail::token_strings(r.token_ids, tokens)},
           {"token_ids", r.token_ids},
@@ -135,7 +139,7 @@ inline json to_json(const attention_maps_result& r, const std::vector<std::strin
 /// "glassbox.attention" document.
 inline json to_json(const attention_relevance_result& r, const std::vector<std::string>& tokens = {}) {
   json j{{"schema", "glassbox.attention"},
-         {"version", json_version},
+         {"version", attention_json_version},
          {"method", r.method},
          {"tokens", detail::token_strings(r.token_ids, tokens)},
          {"token_ids", r.token_ids},
