@@ -16,16 +16,20 @@
 // which every gradient method of glassbox accepts. docs/concepts.md explains each member.
 //
 // main() builds a small random model, explains the log-probability of a token at the last
-// position with gradient x input, and checks the adapter's gradient against finite differences.
+// position with gradient x input, and ends with the last step of writing any adapter: the
+// conformance kit, glassbox::verify_adapter, which checks every member against the contract
+// (shapes, logits_from_embeddings(embed(t)) = logits(t), the gradient against finite differences,
+// ...) and prints the table. The program fails when a check fails. (tests/unit/verify_test.cpp
+// compiles this file without main() to check the adapter too.)
 #include <fmt/format.h>
 
 #include <Eigen/Core>
-#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
-#include <glassbox/glassbox.hpp>
+#include <glassbox/core.hpp>
+#include <glassbox/verify.hpp>
 #include <utility>
 #include <vector>
 
@@ -203,6 +207,7 @@ my_lab::tiny_transformer random_model(int vocab, int width, int max_length, std:
 
 }  // namespace
 
+#ifndef GLASSBOX_EXAMPLE_NO_MAIN
 int main() {
   const my_lab::tiny_transformer model = random_model(/*vocab=*/12, /*width=*/8, /*max_length=*/16, /*seed=*/2024);
   const tiny_transformer_adapter adapter(model);
@@ -226,28 +231,14 @@ int main() {
     total += score;
     std::printf("  token %2zu (id %2d): %+.6f\n", i, tokens[i], score);
   }
-  std::printf("  sum: %+.6f\n", total);
+  std::printf("  sum: %+.6f\n\n", total);
 
-  // Check the hand-written backward pass: central differences of the target, entry by entry.
-  // h = 1/64 is exact in float; the truncation error is O(h^2) ~ 1e-4 for these O(1) curvatures,
-  // and float rounding of logits near 1 adds about 1e-7 / h ~ 1e-5.
-  constexpr float h = 1.0f / 64;
-  double worst = 0, largest = 0;
-  for (std::size_t i = 0; i < embeddings.shape(0); ++i) {
-    for (std::size_t j = 0; j < embeddings.shape(1); ++j) {
-      glassbox::tensor2 up = embeddings, down = embeddings;
-      up(i, j) += h;
-      down(i, j) -= h;
-      const double numeric = (explained.value_of(adapter.logits_from_embeddings(up)) -
-                              explained.value_of(adapter.logits_from_embeddings(down))) /
-                             (2.0 * h);
-      worst = std::max(worst, std::abs(numeric - gradient(i, j)));
-      largest = std::max(largest, std::abs(numeric));
-    }
-  }
-  std::printf("finite differences: max |analytic - numeric| = %.2e (largest entry %.2e)\n", worst, largest);
-
-  const bool ok = std::abs(value - value_again) < 1e-6 && worst < 2e-3 * std::max(1.0, largest);
-  std::printf("%s\n", ok ? "adapter OK" : "adapter gradient does NOT match finite differences");
-  return ok ? 0 : 1;
+  // The last step: check the adapter with the conformance kit. It runs every check that applies to
+  // the rungs the adapter has (here Model, EmbeddingModel, DifferentiableModel and thread_safe),
+  // with the hand-written backward pass against central finite differences along random
+  // directions, and says which fast paths the library will take (none here: no batched members).
+  const glassbox::verify_report report = glassbox::verify_adapter(adapter, tokens);
+  std::printf("%s", glassbox::to_string(report).c_str());
+  return report.passed() ? 0 : 1;
 }
+#endif  // GLASSBOX_EXAMPLE_NO_MAIN
