@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "glassbox/core/error.hpp"
+#include "glassbox/core/execution.hpp"
 #include "glassbox/datasets/reviews.hpp"
 #include "glassbox/models/adam.hpp"
 #include "glassbox/models/gpt2.hpp"
@@ -156,6 +157,7 @@ struct training_progress {
 inline models::gpt2 train_review_model(const review_training_recipe& recipe, std::size_t threads,
                                        const std::function<void(const training_progress&)>& on_step = {}) {
   recipe.validate();
+  const pass_threads_scope budget(threads);  // the optimizer's update and every pass outside the shards
   models::gpt2 model = models::gpt2::random(recipe.config(), recipe.init_seed);
   models::adam_options adam;
   adam.learning_rate = recipe.learning_rate;
@@ -183,6 +185,7 @@ inline models::gpt2 train_review_model(const review_training_recipe& recipe, std
           generators[stage].example(recipe.stages[stage].seed, (step - stage_start) * recipe.batch + i));
 
     auto run_shard = [&](std::size_t s) {
+      const pass_threads_scope scope(std::max<std::size_t>(1, threads / workers));  // the budget, shared out
       shard_losses[s] = model.mean_loss_gradient(
           std::span<const training_example>(batch.data() + s * shard_size, shard_size), std::span<float>(shard_gradients[s]));
     };

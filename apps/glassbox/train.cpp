@@ -8,6 +8,7 @@
 #include "cli.hpp"
 #include "glassbox/io/vocabulary.hpp"
 #include "review_training.hpp"
+#include "tracin_checkpoints.hpp"
 
 namespace glassbox::cli {
 
@@ -15,7 +16,7 @@ runner add_train_command(CLI::App& app) {
   struct state {
     std::string recipe_file, out;
     review_training_recipe recipe;
-    std::size_t threads = 0, log_every = 100;
+    std::size_t threads = 0, log_every = 100, save_checkpoints = 0;
   };
   auto s = std::make_shared<state>();
   auto* cmd = app.add_subcommand("train",
@@ -36,6 +37,10 @@ runner add_train_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--eval-size", r.eval_size, "held-out reviews to evaluate at the end")->capture_default_str();
   cmd->add_option("--log-every", s->log_every, "print the loss every this many steps (0 = never)")
+      ->capture_default_str();
+  cmd->add_option("--save-checkpoints", s->save_checkpoints,
+                  "also write K checkpoints evenly spaced in steps (the last = the final model) with their learning "
+                  "rates to OUT/checkpoints/, for TracIn (0 = none)")
       ->capture_default_str();
   return [s, cmd] {
     review_training_recipe recipe = s->recipe;
@@ -61,6 +66,12 @@ runner add_train_command(CLI::App& app) {
       if (given("--eval-size")) recipe.eval_size = s->recipe.eval_size;
     }
     recipe.validate();
+    // TracIn checkpoints: the model after each of K evenly spaced steps, with that step's learning rate.
+    const std::filesystem::path checkpoint_dir = std::filesystem::path(s->out) / "checkpoints";
+    const std::vector<std::size_t> checkpoint_at =
+        s->save_checkpoints > 0 ? checkpoint_steps(recipe.steps, s->save_checkpoints) : std::vector<std::size_t>{};
+    std::vector<training_checkpoint> checkpoints;
+    if (!checkpoint_at.empty()) std::filesystem::create_directories(checkpoint_dir);
     const std::size_t threads = s->threads == 0 ? std::max(1u, std::thread::hardware_concurrency()) : s->threads;
     fmt::print("training GPT-2 L={} H={} d={} for {} steps of {} reviews on {} thread(s)\n", recipe.n_layer,
                recipe.n_head, recipe.n_embd, recipe.steps, recipe.batch, threads);
@@ -68,6 +79,10 @@ runner add_train_command(CLI::App& app) {
     double window = 0;
     std::size_t in_window = 0;
     const auto model = train_review_model(recipe, threads, [&](const training_progress& p) {
+      if (checkpoints.size() < checkpoint_at.size() && p.step == checkpoint_at[checkpoints.size()]) {
+        checkpoints.push_back({p.step, checkpoint_file_name(p.step), p.learning_rate});
+        p.model->save(checkpoint_dir / checkpoints.back().file);
+      }
       window += p.loss;
       ++in_window;
       if (s->log_every > 0 && (p.step % s->log_every == 0 || p.step == recipe.steps)) {
@@ -95,6 +110,12 @@ runner add_train_command(CLI::App& app) {
                  "plain {:.2f}% ({})\n",
                  recipe.eval_seed, a.n, 100 * a.overall, 100 * a.negated, a.n_negated, 100 * a.contrast,
                  a.n_contrast, 100 * a.plain, a.n_plain);
+    }
+    if (!checkpoints.empty()) {
+      write_json((checkpoint_dir / "checkpoints.json").string(), checkpoint_list_json(checkpoints));
+      for (const auto& c : checkpoints)
+        fmt::print("checkpoint after step {} (learning rate {:.6g}): {}\n", c.step, c.learning_rate,
+                   (checkpoint_dir / c.file).string());
     }
     fmt::print("wrote {}\n", out.string());
   };
