@@ -1,63 +1,30 @@
-// glassbox attention: raw attention, rollout, flow, AttGrad or Chefer relevance of one input.
+// glassbox attention: raw attention, rollout, flow, attention x gradient, Chefer relevance or
+// gradient-weighted rollout of one input (attention_methods.cpp), or of every line of a --data file.
 // glassbox heads: head statistics, importance, the ablation check and the pruning curve over a data set.
 #include "glassbox/attention.hpp"
 
 #include <fmt/format.h>
-#include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <map>
 #include <numeric>
 #include <set>
 
+#include "attention_methods.hpp"
+#include "batch_files.hpp"
 #include "cli.hpp"
+#include "glassbox/core/batch.hpp"
 #include "glassbox/datasets/reviews.hpp"
 #include "glassbox/report/attention_html.hpp"
 #include "glassbox/report/attention_json.hpp"
+#include "review_truth.hpp"
 
 namespace glassbox::cli {
 
 namespace {
-
-head_aggregation parse_aggregation(const std::string& s) {
-  if (s == "max") return head_aggregation::max;
-  if (s == "min") return head_aggregation::min;
-  return head_aggregation::mean;
-}
-
-/// A token given as a word of the vocabulary or as an id.
-token_id parse_token(const loaded_model& m, const std::string& what, const std::string& option) {
-  if (m.has_vocabulary())
-    if (const auto id = m.vocabulary.find(what)) return *id;
-  const auto ids = [&] {
-    try {
-      return parse_token_list(what);
-    } catch (const error&) {
-      detail::fail("{}: '{}' is neither a word of the vocabulary nor a token id", option, what);
-    }
-  }();
-  if (ids.size() != 1 || static_cast<std::size_t>(ids[0]) >= m.model.vocab_size())
-    detail::fail("{}: '{}' is neither a word of the vocabulary nor a token id < {}", option, what,
-                 m.model.vocab_size());
-  return ids[0];
-}
-
-/// A progress line on stderr when it is a terminal; nothing otherwise.
-progress_callback progress_line() {
-  if (!isatty(fileno(stderr))) return {};
-  return [](const progress& p) {
-    if (p.total > 0) {
-      const std::size_t width = 30, filled = p.done * width / p.total;
-      fmt::print(stderr, "\r{:<20} [{}{}] {}/{}", p.stage, std::string(filled, '#'), std::string(width - filled, '.'),
-                 p.done, p.total);
-      if (p.done >= p.total) fmt::print(stderr, "\r{:<70}\r", "");
-    }
-    return true;
-  };
-}
 
 /// The shade of v in [0, 1] as one character.
 char shade(double v) {
@@ -116,226 +83,177 @@ std::string terminal_view(const std::string& title, const tensor2& matrix, const
   return out;
 }
 
-std::string option_text(const std::vector<named_option>& options) {
-  std::string s;
-  for (const auto& o : options) {
-    if (o.name == "position" || o.name == "first_layer") continue;
-    s += fmt::format("{}{} = {}", s.empty() ? "" : ", ", o.name, report::detail::option_json(o.value).dump());
+// The JSON of an outcome: the relevance document, or the raw attention document of the selection.
+report::json outcome_json(const attention_outcome& o, const std::vector<std::string>& words) {
+  return o.relevance ? report::to_json(*o.relevance, words) : report::to_json(o.raw, words, o.selection);
+}
+
+void print_outcome(const attention_outcome& o, const loaded_model& m, const std::vector<std::string>& words,
+                   std::size_t position, std::size_t top) {
+  const std::size_t t = words.size(), layers = m.model.n_layer(), heads = m.model.n_head();
+  if (o.relevance) {
+    const auto& r = *o.relevance;
+    std::string title = fmt::format("{} | {} tokens | levels {} to {}", r.method, t, r.first_layer, r.last_layer);
+    std::vector<named_option> shown;
+    for (const auto& x : r.options)
+      if (x.name != "position" && x.name != "first_layer") shown.push_back(x);
+    if (!shown.empty()) title += " | " + options_line(shown);
+    if (r.target)
+      title += fmt::format("\ntarget  {} = {:.4f} ('{}')", r.target->describe(), r.target_value,
+                           m.token_strings(std::vector<token_id>{r.target->token()})[0]);
+    if (r.method == "attention_flow" && r.row_positions.size() < t)
+      title += fmt::format("\nflow rows: {} of {} (--all-rows solves every position)", r.row_positions.size(), t);
+    fmt::print("{}", terminal_view(title, r.matrix, r.row_positions, r.scores, position,
+                                   "what the explained position draws on", words, top));
+    return;
   }
-  return s;
+  const std::size_t l = report::selected_layer(o.raw, o.selection);
+  const tensor2 map = report::selected_map(o.raw, o.selection);
+  std::vector<std::size_t> rows(t);
+  std::iota(rows.begin(), rows.end(), std::size_t{0});
+  const std::string title =
+      fmt::format("raw attention | {} tokens | layer {} of {} | {}", t, l, layers,
+                  o.selection.head ? fmt::format("head {} of {}", *o.selection.head, heads)
+                                   : fmt::format("{} of {} heads", to_string(o.raw.aggregation), heads));
+  fmt::print("{}", terminal_view(title, map, rows, outcome_scores(o, position), position,
+                                 "attention of the explained position", words, top));
 }
 
 }  // namespace
 
 runner add_attention_command(CLI::App& app) {
   struct state {
-    std::string model, json, html, method = "rollout", aggregation = "mean", product = "left", target;
+    std::string model, json, html, method = "attention_rollout", target, data, out;
     input_options input;
-    std::optional<std::size_t> layer, head, position;
-    double residual = 0.5;
-    bool positive_only = false, all_rows = false;
+    std::optional<std::size_t> position;
     std::size_t top = 8, threads = 0;
+    bool resume = false;
+    method_options method_flags;
+    std::map<std::string, CLI::Option*, std::less<>> options;
+    bool given(std::string_view name) const {
+      const auto it = options.find(name);
+      return it != options.end() && it->second->count() > 0;
+    }
   };
   auto s = std::make_shared<state>();
   auto* cmd = app.add_subcommand("attention",
-                                 "Show what the model attends to for one input: raw attention, rollout, flow, "
-                                 "attention x gradient or Chefer relevance (docs/attention.md)");
-  cmd->add_option("--model", s->model, "model file or directory (default: the bundled model)");
+                                 "Show what the model attends to for one input, or for every line of a --data file: "
+                                 "raw attention, rollout, flow, attention x gradient, Chefer relevance, "
+                                 "gradient-weighted rollout (docs/attention.md; `glassbox methods` lists each)");
+  auto add = [&](CLI::Option* o) {
+    s->options[o->get_name()] = o;
+    return o;
+  };
+  std::string names;
+  for (const auto& m : attention_methods()) names += (names.empty() ? "" : ", ") + m.info.cli_name();
+  add(cmd->add_option("--model", s->model, "model file or directory (default: the bundled model)"));
   s->input.add_to(*cmd);
-  cmd->add_option("--method", s->method,
-                  "raw: attention maps; rollout, flow: Abnar & Zuidema 2020; attgrad: attention x gradient; "
-                  "chefer: Chefer et al. 2021 relevance")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"raw", "rollout", "flow", "attgrad", "chefer"}));
-  cmd->add_option("--layer", s->layer,
-                  "raw: the layer shown (default the last); rollout, flow: go up to the output of this layer "
-                  "(default all layers)");
-  cmd->add_option("--head", s->head, "raw: the head shown (default the heads combined)");
-  cmd->add_option("--position", s->position, "the explained position (default the last)");
-  cmd->add_option("--aggregation", s->aggregation, "raw, rollout, flow: how a layer's heads are combined")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"mean", "max", "min"}));
-  cmd->add_option("--residual", s->residual, "rollout, flow: r in rownorm((1 - r) W + r I)")
-      ->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
-  cmd->add_option("--product", s->product, "rollout: left (the paper's order) or right")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"left", "right"}));
-  cmd->add_flag("--all-rows", s->all_rows,
-                "flow: solve every position's row (T^2 max-flows); default: every row when T <= 64, else only the "
-                "explained position");
-  cmd->add_option("--target", s->target,
-                  "attgrad, chefer: the explained next token (word or id); default the model's top prediction");
-  cmd->add_flag("--positive-only", s->positive_only, "attgrad: average max(A x grad, 0) over heads");
-  cmd->add_option("--top", s->top, "tokens listed in the terminal")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--threads", s->threads, "flow: worker threads (0 = all cores)")->capture_default_str();
-  cmd->add_option("--json", s->json, "write a glassbox.attention document to this file ('-' = stdout)");
-  cmd->add_option("--html", s->html, "write a self-contained HTML view to this file");
+  for (auto* o : cmd->get_options()) s->options[o->get_name()] = o;
+  add(cmd->add_option("--method", s->method, fmt::format("attention method: {}", names))->capture_default_str());
+  add(cmd->add_option("--position", s->position, "the explained position (default the last)"));
+  add(cmd->add_option("--target", s->target,
+                      "gradient methods: the explained next token (word or id); default the model's top prediction"));
+  s->method_flags.add_to(*cmd, infos(attention_methods()));
+  add(cmd->add_option("--top", s->top, "tokens listed in the terminal")->capture_default_str()->check(CLI::PositiveNumber));
+  add(cmd->add_option("--threads", s->threads, "the thread budget: cores kept busy in all (0 = all cores)")
+          ->capture_default_str());
+  add(cmd->add_option("--data", s->data,
+                      "every line of this JSON-lines file ({\"text\": ...} or {\"token_ids\": [...]}) into --out"));
+  add(cmd->add_option("--out", s->out, "--data: write one result line per input to this file"));
+  add(cmd->add_flag("--resume", s->resume, "--data: keep the results already in --out and go on after them"));
+  add(cmd->add_option("--json", s->json, "write a glassbox.attention document to this file ('-' = stdout)"));
+  add(cmd->add_option("--html", s->html, "write a self-contained HTML view to this file"));
   return [s] {
+    const pass_threads_scope threads(s->threads);  // the budget also covers direct model calls
+    const attention_method& method = find_method(attention_methods(), s->method);
+    const option_values given = s->method_flags.given();
+    check_options_apply(method.info, given, infos(attention_methods()));
+    if (!s->target.empty() && method.info.family != "gradient")
+      detail::fail("--target applies to the gradient methods (attgrad, chefer-relevance, gradient-weighted-rollout), "
+                   "got --method {}",
+                   method.info.cli_name());
+    check_output_path(s->json, "--json");
+    check_output_path(s->html, "--html");
+    if (s->given("--data") != s->given("--out")) detail::fail("--data and --out go together");
+    if (s->resume && !s->given("--data")) detail::fail("--resume applies with --data and --out");
+    check_output_path(s->out, "--out");
     const auto m = load_model(s->model);
+    execution_options exec;
+    exec.threads = s->threads;
+    exec.on_progress = progress_bar();
+    auto run = [&](token_span ids, const execution_options& e, const std::optional<std::string>& line_target) {
+      const std::size_t position = s->position.value_or(ids.size() - 1);
+      if (position >= ids.size())
+        detail::fail("--position must be < {} (the input's tokens), got {}", ids.size(), position);
+      std::optional<token_id> explained;
+      if (line_target) explained = resolve_token(m, *line_target, "target");
+      if (!s->target.empty()) explained = resolve_token(m, s->target, "--target");
+      return method.run(attention_call{m, ids, position, explained, e}, given);
+    };
+    if (s->given("--data")) {
+      for (auto name : {"--text", "--tokens", "--json", "--html"})
+        if (s->given(name)) detail::fail("{} does not apply with --data (each line is an input; results go to --out)", name);
+      const std::vector<data_line> lines = read_data_lines(s->data, m);
+      results_file out(s->out, s->resume, lines.size());
+      std::vector<method_summary> summary(1);
+      summary[0].method = method.info.name;
+      const auto start = std::chrono::steady_clock::now();
+      const std::size_t first = out.done();
+      for_each_input(
+          lines.size() - first,
+          [&](std::size_t i, const execution_options& e) {
+            const data_line& line = lines[first + i];
+            line.check();
+            return std::pair{line.tokens, run(line.tokens, e, method.info.family == "gradient" ? line.target
+                                                                                               : std::nullopt)};
+          },
+          [&](std::size_t, const std::pair<token_sequence, attention_outcome>& r) {
+            out.append(outcome_json(r.second, m.token_strings(r.first)).dump());
+            const std::size_t position = s->position.value_or(r.first.size() - 1);
+            summary[0].add(outcome_scores(r.second, position), review_truth(m, r.first, position),
+                           r.second.relevance ? r.second.relevance->model_evaluations : 1);
+          },
+          exec);
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      fmt::print(stderr, "{}", batch_summary(summary, lines.size(), first, seconds, s->out));
+      return;
+    }
     const token_sequence ids = s->input.resolve(m);
-    const std::size_t t = ids.size(), layers = m.model.n_layer(), heads = m.model.n_head();
-    const std::string& method = s->method;
-    if (s->layer && *s->layer >= layers)
-      detail::fail("--layer must be < {} (the model's layers), got {}", layers, *s->layer);
-    if (s->head && *s->head >= heads) detail::fail("--head must be < {} (the model's heads), got {}", heads, *s->head);
-    if (s->position && *s->position >= t)
-      detail::fail("--position must be < {} (the input's tokens), got {}", t, *s->position);
-    if (s->head && method != "raw") detail::fail("--head applies to --method raw only, got --method {}", method);
-    if (s->layer && (method == "attgrad" || method == "chefer"))
-      detail::fail("--layer applies to --method raw, rollout and flow, got --method {}", method);
-    if (!s->target.empty() && method != "attgrad" && method != "chefer")
-      detail::fail("--target applies to --method attgrad and chefer, got --method {}", method);
-    const std::size_t position = s->position.value_or(t - 1);
+    const std::size_t position = s->position.value_or(ids.size() - 1);
+    attention_outcome o = run(ids, exec, std::nullopt);
+    if (o.relevance) {
+      o.relevance->token_ids = ids;
+      o.relevance->model_evaluations = std::max<std::size_t>(o.relevance->model_evaluations, 1);
+    }
     const auto words = m.token_strings(ids);
-    const head_aggregation aggregation = parse_aggregation(s->aggregation);
-    const attention_maps_result raw = raw_attention(m.model, ids, aggregation);
-    report::attention_view_options view;
-    view.layer = s->layer;
-    view.head = s->head;
-
-    std::optional<attention_relevance_result> relevance;
-    if (method == "rollout") {
-      rollout_options o;
-      o.aggregation = aggregation;
-      o.residual = s->residual;
-      o.product = s->product == "right" ? rollout_product::right : rollout_product::left;
-      if (s->layer) o.last_layer = *s->layer + 1;
-      o.position = position;
-      relevance = attention_rollout(raw.attentions, o);
-    } else if (method == "flow") {
-      flow_options o;
-      o.aggregation = aggregation;
-      o.residual = s->residual;
-      if (s->layer) o.last_layer = *s->layer + 1;
-      if (!s->all_rows && t > 64) o.sources = {position};
-      o.position = position;
-      o.execution.threads = s->threads;
-      relevance = attention_flow(raw.attentions, o);
-    } else if (method == "attgrad" || method == "chefer") {
-      token_id explained = 0;
-      if (!s->target.empty()) {
-        explained = parse_token(m, s->target, "--target");
-      } else {
-        const tensor2 logits = m.model.logits(ids);
-        for (std::size_t v = 1; v < logits.shape(1); ++v)
-          if (logits(position, v) > logits(position, static_cast<std::size_t>(explained)))
-            explained = static_cast<token_id>(v);
-      }
-      const target f = target::log_prob(explained, static_cast<std::ptrdiff_t>(position));
-      if (method == "attgrad") {
-        attgrad_options o;
-        o.positive_only = s->positive_only;
-        o.position = position;
-        relevance = attgrad(m.model, ids, f, o);
-      } else {
-        chefer_options o;
-        o.position = position;
-        relevance = chefer_relevance(m.model, ids, f, o);
-      }
+    if (s->json != "-") print_outcome(o, m, words, position, s->top);
+    if (!s->json.empty()) write_json(s->json, outcome_json(o, words));
+    if (!s->html.empty()) {
+      report::attention_view_options view;
+      view.layer = o.selection.layer;
+      view.head = o.selection.head;
+      write_text(s->html, report::attention_html(o.raw, o.relevance ? &*o.relevance : nullptr, words, view));
     }
-    if (relevance) {
-      relevance->token_ids = ids;
-      relevance->model_evaluations = std::max<std::size_t>(relevance->model_evaluations, 1);
-    }
-
-    if (s->json != "-") {
-      std::string title;
-      if (relevance) {
-        title = fmt::format("{} | {} tokens | levels {} to {}", relevance->method, t, relevance->first_layer,
-                            relevance->last_layer);
-        if (const auto o = option_text(relevance->options); !o.empty()) title += " | " + o;
-        if (relevance->target)
-          title += fmt::format("\ntarget  {} = {:.4f} ('{}')", relevance->target->describe(), relevance->target_value,
-                               m.token_strings(std::vector<token_id>{relevance->target->token()})[0]);
-        if (method == "flow" && relevance->row_positions.size() < t)
-          title += fmt::format("\nflow rows: {} of {} (--all-rows solves every position)",
-                               relevance->row_positions.size(), t);
-        const bool column_sums = method == "attgrad";
-        fmt::print("{}", terminal_view(title, relevance->matrix, relevance->row_positions, relevance->scores, position,
-                                       column_sums ? "column sums (all attention into each token)"
-                                                   : "what the explained position draws on",
-                                       words, s->top));
-      } else {
-        const report::attention_selection sel{s->layer, s->head};
-        const std::size_t l = report::selected_layer(raw, sel);
-        const tensor2 map = report::selected_map(raw, sel);
-        std::vector<std::size_t> rows(t);
-        std::iota(rows.begin(), rows.end(), std::size_t{0});
-        std::vector<double> scores(t);
-        for (std::size_t j = 0; j < t; ++j) scores[j] = map(position, j);
-        title = fmt::format("raw attention | {} tokens | layer {} of {} | {}", t, l, layers,
-                            s->head ? fmt::format("head {} of {}", *s->head, heads)
-                                    : fmt::format("{} of {} heads", s->aggregation, heads));
-        fmt::print("{}", terminal_view(title, map, rows, scores, position, "attention of the explained position", words,
-                                       s->top));
-      }
-    }
-    if (!s->json.empty()) {
-      const report::attention_selection sel{s->layer, s->head};
-      write_json(s->json, relevance ? report::to_json(*relevance, words) : report::to_json(raw, words, sel));
-    }
-    if (!s->html.empty())
-      write_text(s->html, report::attention_html(raw, relevance ? &*relevance : nullptr, words, view));
   };
 }
 
 namespace {
 
-/// The examples of `glassbox heads`: a JSON-lines file of generate-data, or generated reviews.
+/// The examples of `glassbox heads`: the lines of a --data file with a label, or generated reviews.
 std::vector<labelled_example> head_examples(const loaded_model& m, const std::string& file,
                                             std::optional<std::size_t> n, std::uint64_t seed, std::string& described) {
   std::vector<labelled_example> out;
   if (!file.empty()) {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) detail::fail("cannot read {}", file);
-    std::string line;
-    std::size_t number = 0;
-    while (std::getline(in, line) && (!n || out.size() < *n)) {
-      ++number;
-      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      report::json j;
-      try {
-        j = report::json::parse(line);
-      } catch (const std::exception&) {
-        detail::fail("{} line {} is not valid JSON", file, number);
-      }
-      if (!j.is_object() || !j.contains("token_ids") || !j["token_ids"].is_array() || !j.contains("label"))
-        detail::fail("{} line {} must be an object with token_ids (array) and label", file, number);
-      labelled_example e;
-      for (const auto& x : j["token_ids"]) {
-        if (!x.is_number_integer() || x.get<long long>() < 0 ||
-            static_cast<std::size_t>(x.get<long long>()) >= m.model.vocab_size())
-          detail::fail("{} line {}: token id {} is out of range (the vocabulary has {} tokens)", file, number, x.dump(),
-                       m.model.vocab_size());
-        e.tokens.push_back(x.get<token_id>());
-      }
-      if (e.tokens.empty()) detail::fail("{} line {}: token_ids is empty", file, number);
-      if (e.tokens.size() > m.model.max_positions())
-        detail::fail("{} line {}: {} tokens; the model accepts at most {}", file, number, e.tokens.size(),
-                     m.model.max_positions());
-      const auto& label = j["label"];
-      if (label.is_string()) {
-        e.label = parse_token(m, label.get<std::string>(), fmt::format("{} line {}: label", file, number));
-      } else if (label.is_number_integer() && label.get<long long>() >= 0 &&
-                 static_cast<std::size_t>(label.get<long long>()) < m.model.vocab_size()) {
-        e.label = label.get<token_id>();
-      } else {
-        detail::fail("{} line {}: label must be a word of the vocabulary or a token id, got {}", file, number,
-                     label.dump());
-      }
-      out.push_back(std::move(e));
+    for (const data_line& line : read_data_lines(file, m)) {
+      if (n && out.size() >= *n) break;
+      line.check();
+      if (!line.label) detail::fail("{} line {}: a label is needed (a word of the vocabulary or a token id)", file, line.number);
+      out.push_back({line.tokens, resolve_token(m, *line.label, fmt::format("{} line {}: label", file, line.number))});
     }
-    if (out.empty()) detail::fail("{} holds no examples", file);
     described = fmt::format("{} examples of {}", out.size(), file);
     return out;
   }
-  const auto vocabulary = datasets::review_vocabulary();
-  bool matches = m.model.vocab_size() == vocabulary.size();
-  if (matches && m.has_vocabulary())
-    for (std::size_t k = 0; k < vocabulary.size() && matches; ++k)
-      matches = m.vocabulary.token(static_cast<token_id>(k)) == vocabulary[k];
-  if (!matches)
+  if (!has_review_vocabulary(m) && !(m.model.vocab_size() == datasets::review_vocab_size() && !m.has_vocabulary()))
     detail::fail(
         "the default data are reviews of the synthetic language, whose vocabulary does not match the model's; "
         "pass --data");
@@ -391,6 +309,7 @@ runner add_heads_command(CLI::App& app) {
   cmd->add_option("--json", s->json, "write a glassbox.heads document to this file ('-' = stdout)");
   cmd->add_option("--html", s->html, "write a self-contained HTML view to this file");
   return [s] {
+    const pass_threads_scope threads(s->threads);  // the budget also covers direct model calls
     const auto m = load_model(s->model);
     report::head_report rep;
     const auto examples = head_examples(m, s->data, s->n, s->seed, rep.data);
@@ -401,7 +320,7 @@ runner add_heads_command(CLI::App& app) {
     if (labels.size() >= 2) candidates.assign(labels.begin(), labels.end());
     execution_options exec;
     exec.threads = s->threads;
-    exec.on_progress = progress_line();
+    exec.on_progress = progress_bar();
 
     std::vector<token_sequence> inputs;
     for (const auto& e : examples) inputs.push_back(e.tokens);

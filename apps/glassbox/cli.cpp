@@ -3,8 +3,13 @@
 
 #include <fmt/format.h>
 
+#include <unistd.h>
+
 #include <charconv>
+#include <chrono>
+#include <cstdio>
 #include <iostream>
+#include <memory>
 #include <system_error>
 
 namespace glassbox::cli {
@@ -67,22 +72,82 @@ void input_options::add_to(CLI::App& command) {
   k->excludes(t);
 }
 
-token_sequence parse_token_list(const std::string& list) {
-  token_sequence out;
+std::vector<std::string_view> split_list(std::string_view text, char separator) {
+  std::vector<std::string_view> out;
   std::size_t start = 0;
-  while (start <= list.size()) {
-    std::size_t end = list.find(',', start);
-    if (end == std::string::npos) end = list.size();
-    std::string_view item(list.data() + start, end - start);
+  while (start <= text.size()) {
+    std::size_t end = text.find(separator, start);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view item = text.substr(start, end - start);
     while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
     while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    out.push_back(item);
+    start = end + 1;
+  }
+  return out;
+}
+
+token_id resolve_token(const loaded_model& m, std::string_view what, std::string_view option) {
+  if (m.has_vocabulary())
+    if (const auto id = m.vocabulary.find(std::string(what))) return *id;
+  long long value = 0;
+  const auto [ptr, ec] = std::from_chars(what.data(), what.data() + what.size(), value);
+  if (what.empty() || ec != std::errc() || ptr != what.data() + what.size())
+    detail::fail("{}: '{}' is neither a word of the vocabulary{} nor a token id", option, what,
+                 m.has_vocabulary() ? "" : " (the model has no vocab.txt)");
+  if (value < 0 || static_cast<std::size_t>(value) >= m.model.vocab_size())
+    detail::fail("{}: token id {} is out of range (the vocabulary has {} tokens)", option, value,
+                 m.model.vocab_size());
+  return static_cast<token_id>(value);
+}
+
+progress_callback progress_bar() {
+  if (isatty(fileno(stderr)) == 0) return {};
+  struct clock_state {
+    std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+    std::string stage;
+  };
+  auto state = std::make_shared<clock_state>();
+  return [state](const progress& p) {
+    if (p.total == 0) return true;
+    const auto now = std::chrono::steady_clock::now();
+    if (state->stage != p.stage) {  // a new stage restarts the clock
+      state->stage = std::string(p.stage);
+      state->start = now;
+    }
+    const double seconds = std::chrono::duration<double>(now - state->start).count();
+    const double rate = seconds > 0 ? static_cast<double>(p.done) / seconds : 0.0;
+    const std::string left = rate > 0 && p.done < p.total
+                                 ? fmt::format(", {:.0f} s left", static_cast<double>(p.total - p.done) / rate)
+                                 : std::string();
+    const std::size_t width = 28, filled = std::min(width, p.done * width / p.total);
+    fmt::print(stderr, "\r{:<24.24} [{}{}] {}/{} {:.1f}/s{}\x1b[K", p.stage, std::string(filled, '#'),
+               std::string(width - filled, '.'), p.done, p.total, rate, left);
+    if (p.done >= p.total) fmt::print(stderr, "\r\x1b[K");
+    std::fflush(stderr);
+    return true;
+  };
+}
+
+std::string options_line(const std::vector<named_option>& options) {
+  std::string out;
+  for (const auto& o : options) {
+    std::string value = report::detail::option_json(o.value).dump();
+    if (value.size() >= 2 && value.front() == '"') value = value.substr(1, value.size() - 2);
+    out += fmt::format("{}{}={}", out.empty() ? "" : " ", o.name, value);
+  }
+  return out;
+}
+
+token_sequence parse_token_list(const std::string& list) {
+  token_sequence out;
+  for (const std::string_view item : split_list(list)) {
     long long value = 0;
     const auto [ptr, ec] = std::from_chars(item.data(), item.data() + item.size(), value);
     if (item.empty() || ec != std::errc() || ptr != item.data() + item.size())
       detail::fail("--tokens: '{}' is not a token id (expected comma-separated integers)", item);
     if (value < 0 || value > 0x7fffffff) detail::fail("--tokens: token id {} is out of range", value);
     out.push_back(static_cast<token_id>(value));
-    start = end + 1;
   }
   return out;
 }
@@ -93,16 +158,10 @@ token_sequence input_options::resolve(const loaded_model& m) const {
     if (text.find_first_not_of(" \t\n") == std::string::npos) detail::fail("the input is empty: pass --text or --tokens");
     if (!m.has_vocabulary())
       detail::fail("model {} has no vocab.txt, so --text cannot be read; pass --tokens", m.path.string());
-    for (std::size_t i = 0; i < text.size();) {
-      const std::size_t b = text.find_first_not_of(" \t\n", i);
-      if (b == std::string::npos) break;
-      std::size_t e = text.find_first_of(" \t\n", b);
-      if (e == std::string::npos) e = text.size();
-      const std::string word = text.substr(b, e - b);
+    for (const std::string_view word : io::split_words(text)) {
       const auto id = m.vocabulary.find(word);
       if (!id) detail::fail("unknown word '{}' (not in the vocabulary of {})", word, m.path.string());
       ids.push_back(*id);
-      i = e;
     }
   } else {
     ids = parse_token_list(tokens);
@@ -129,5 +188,14 @@ void write_text(const std::string& file, const std::string& text) {
 }
 
 void write_json(const std::string& file, const report::json& document) { write_text(file, document.dump(2) + "\n"); }
+
+void check_output_path(const std::string& file, std::string_view option) {
+  if (file.empty() || file == "-") return;
+  const fs::path p(file);
+  const fs::path dir = p.parent_path();
+  if ((!dir.empty() && !fs::is_directory(dir)) || fs::is_directory(p))
+    detail::fail("cannot write {} (given to {}): {}", file, option,
+                 fs::is_directory(p) ? "it is a directory" : "its directory does not exist");
+}
 
 }  // namespace glassbox::cli

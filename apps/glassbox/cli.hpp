@@ -19,9 +19,12 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "glassbox/core/error.hpp"
+#include "glassbox/core/progress.hpp"
+#include "glassbox/core/result.hpp"
 #include "glassbox/core/types.hpp"
 #include "glassbox/io/vocabulary.hpp"
 #include "glassbox/models/gpt2.hpp"
@@ -69,11 +72,28 @@ struct input_options {
 /// Parses "1,2,3" (spaces allowed) into ids; glassbox::error naming the bad entry.
 token_sequence parse_token_list(const std::string& list);
 
+/// The items of a `separator`-separated list, each trimmed of spaces (an empty text gives one empty item).
+std::vector<std::string_view> split_list(std::string_view text, char separator = ',');
+
+/// A token named on the command line: a word of the vocabulary, or an id; glassbox::error naming `option`.
+token_id resolve_token(const loaded_model& m, std::string_view what, std::string_view option);
+
+/// The progress bar of every subcommand: stage, bar, done/total, rate and time left, on stderr when it
+/// is a terminal; no callback otherwise.
+progress_callback progress_bar();
+
+/// The options a result records, as "name=value name=value" (the options echo of every subcommand).
+std::string options_line(const std::vector<named_option>& options);
+
 /// Writes `text` to `file` ("-" = stdout); glassbox::error if the file cannot be written.
 void write_text(const std::string& file, const std::string& text);
 
 /// Writes `document` as indented JSON to `file` ("-" = stdout).
 void write_json(const std::string& file, const report::json& document);
+
+/// Fails before any work when `file` (given to `option`) cannot be written: its directory does not
+/// exist, or it is a directory. Empty and "-" pass.
+void check_output_path(const std::string& file, std::string_view option);
 
 /// A subcommand's runner, called after parsing when the subcommand was given.
 using runner = std::function<void()>;
@@ -86,5 +106,8 @@ runner add_train_command(CLI::App& app);
 runner add_explain_command(CLI::App& app);
 runner add_attention_command(CLI::App& app);
 runner add_heads_command(CLI::App& app);
+runner add_verify_command(CLI::App& app);
+runner add_methods_command(CLI::App& app);
+runner add_influence_command(CLI::App& app);
 
 }  // namespace glassbox::cli

@@ -1,11 +1,13 @@
 // glassbox: explain transformer language models from the command line.
 //
-//   glassbox info | predict | generate-data | train | explain | attention | heads   (--help on each)
+//   glassbox info | predict | generate-data | train | explain | attention | heads | activations | probe | tcav |
+//            verify | influence | methods   (--help on each)
 #include <exception>
 #include <iostream>
 #include <map>
 
 #include "cli.hpp"
+#include "probing_commands.hpp"
 #include "glassbox/core/version.hpp"
 
 int main(int argc, char** argv) {
@@ -27,6 +29,12 @@ int main(int argc, char** argv) {
   add(glassbox::cli::add_explain_command);
   add(glassbox::cli::add_attention_command);
   add(glassbox::cli::add_heads_command);
+  add(glassbox::cli::add_activations_command);
+  add(glassbox::cli::add_probe_command);
+  add(glassbox::cli::add_tcav_command);
+  add(glassbox::cli::add_verify_command);
+  add(glassbox::cli::add_influence_command);
+  add(glassbox::cli::add_methods_command);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

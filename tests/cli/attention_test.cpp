@@ -107,9 +107,9 @@ TEST_CASE("cli attention: the JSON equals the library's result for the same inpu
   const std::size_t t = ids.size();
 
   SECTION("rollout") {
-    const json j = cli_json("rollout");
+    const json j = cli_json("attention-rollout");
     CHECK(j.at("schema") == "glassbox.attention");
-    CHECK(j.at("version") == 1);
+    CHECK(j.at("version") == 2);
     CHECK(j.at("token_ids").get<glassbox::token_sequence>() == ids);
     CHECK(j.at("tokens").at(3) == "excellent");
     const auto r = glassbox::attention_rollout(model, ids);
@@ -118,23 +118,23 @@ TEST_CASE("cli attention: the JSON equals the library's result for the same inpu
     CHECK(j.at("last_layer") == model.n_layer());
   }
   SECTION("rollout with options") {
-    const json j = cli_json("rollout", "--aggregation max --residual 0.3 --product right --layer 0");
+    const json j = cli_json("attention-rollout", "--aggregation max --residual 0.3 --product right --layer 0");
     glassbox::rollout_options o;
-    o.aggregation = glassbox::head_aggregation::max;
-    o.residual = 0.3;
+    o.graph.aggregation = glassbox::head_aggregation::max;
+    o.graph.residual = 0.3;
     o.product = glassbox::rollout_product::right;
-    o.last_layer = 1;
+    o.graph.last_layer = 1;
     check_matrix(j.at("matrix"), glassbox::attention_rollout(model, ids, o).matrix);
     CHECK(j.at("options").at("aggregation") == "max");
   }
   SECTION("flow") {
-    const json j = cli_json("flow", "--threads 1");
+    const json j = cli_json("attention-flow", "--threads 1");
     check_matrix(j.at("matrix"), glassbox::attention_flow(model, ids).matrix);
     CHECK(j.at("row_positions").size() == t);
     CHECK(j.contains("unnormalized"));
   }
   SECTION("raw: every head and the selected map") {
-    const json j = cli_json("raw", "--layer 0 --head 1");
+    const json j = cli_json("raw-attention", "--layer 0 --head 1");
     const glassbox::tensor4 a = model.attentions(ids);
     REQUIRE(j.at("attentions").size() == model.n_layer());
     REQUIRE(j.at("attentions").at(0).size() == model.n_head());
@@ -154,7 +154,7 @@ TEST_CASE("cli attention: the JSON equals the library's result for the same inpu
   SECTION("chefer and attgrad explain the model's top prediction by default") {
     const glassbox::tensor2 logits = model.logits(ids);
     const bool positive = logits(t - 1, gd::review_positive_id) > logits(t - 1, gd::review_negative_id);
-    const json j = cli_json("chefer");
+    const json j = cli_json("chefer-relevance");
     const auto top = j.at("target").at("token").get<glassbox::token_id>();
     // The bundled model predicts a label after the marker.
     CHECK(top == (positive ? gd::review_positive_id : gd::review_negative_id));

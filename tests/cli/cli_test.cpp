@@ -2,7 +2,9 @@
 // generate-data equals the generator, the shipped model's held-out accuracy, and the trainer
 // (loss falls, results independent of the thread count, the recipe round-trips).
 #include <catch2/catch.hpp>
+#include <sys/resource.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -166,4 +168,68 @@ TEST_CASE("cli: train writes a model that loads, with its vocabulary and recipe"
   const json recipe = json::parse(read_all(out / "recipe.json"));
   CHECK(recipe.at("steps").get<int>() == 5);
   CHECK(read_all(work / "train.log").find("held-out accuracy") != std::string::npos);
+}
+
+namespace {
+
+// The CPU time (user + system) of the children waited for so far, in seconds.
+double children_cpu_seconds() {
+  rusage usage{};
+  getrusage(RUSAGE_CHILDREN, &usage);
+  return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+         1e-6 * static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
+}
+
+// Runs `glassbox <args>`; returns {CPU seconds, wall seconds} of the process.
+std::pair<double, double> cpu_and_wall(const std::string& args, const fs::path& log) {
+  const double cpu0 = children_cpu_seconds();
+  const auto t0 = std::chrono::steady_clock::now();
+  REQUIRE(run_cli(args, log) == 0);
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return {children_cpu_seconds() - cpu0, wall};
+}
+
+}  // namespace
+
+TEST_CASE("cli: --threads 1 keeps one core busy, end to end", "[cli][threads]") {
+  // A model wide enough that its products would be split across threads (width 256), and methods
+  // that would run several workers: with a budget of one thread, the process's CPU time cannot
+  // exceed its wall time (plus the shell's and the loader's few milliseconds).
+  glassbox::models::gpt2_config c;
+  c.n_layer = 4;
+  c.n_head = 4;
+  c.n_embd = 256;
+  c.vocab_size = 2000;
+  c.n_positions = 64;
+  const fs::path model = work / "threads_model.safetensors";
+  glassbox::models::gpt2::random(c, 1).save(model);
+  std::string tokens;
+  for (int i = 0; i < 48; ++i) {
+    if (i > 0) tokens += ',';
+    tokens += std::to_string((i * 37 + 5) % 2000);
+  }
+  for (const std::string method : {"integrated-gradients --steps 64", "kernel-shap --samples 400"}) {
+    const auto [cpu, wall] = cpu_and_wall("explain --model \"" + model.string() + "\" --tokens " + tokens +
+                                              " --method " + method + " --threads 1 --top 0",
+                                          work / "threads.log");
+    CAPTURE(method, cpu, wall);
+    CHECK(wall > 0.2);  // long enough to measure
+    CHECK(cpu <= 1.05 * wall + 0.05);
+  }
+}
+
+TEST_CASE("cli: the methods table of docs/cli.md is what `glassbox methods --markdown` prints", "[cli][methods]") {
+  REQUIRE(run_cli("methods --markdown", work / "methods.md") == 0);
+  const std::string generated = read_all(work / "methods.md");
+  const std::string page = read_all(fs::path(GLASSBOX_SOURCE_DIR) / "docs" / "cli.md");
+  const std::string begin = "<!-- methods table: glassbox methods --markdown -->\n", end = "<!-- end of the methods table -->";
+  const auto b = page.find(begin), e = page.find(end);
+  REQUIRE(b != std::string::npos);
+  REQUIRE(e != std::string::npos);
+  CHECK(page.substr(b + begin.size(), e - b - begin.size()) == generated);
+  // Every method is listed once, with the command that runs it.
+  CHECK(generated.find("| explain | `integrated_gradients` | `integrated-gradients` | `DifferentiableModel` |") !=
+        std::string::npos);
+  CHECK(generated.find("| attention | `attention_rollout` | `attention-rollout` | `AttentionModel` |") !=
+        std::string::npos);
 }
