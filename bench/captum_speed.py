@@ -30,7 +30,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import statistics
 import struct
 import subprocess
@@ -126,11 +125,6 @@ def torch_parameters(torch, tensors):
 
 def token_ids(T):
     return [(i * 37 + 11) % CONFIG["vocab_size"] for i in range(T)]
-
-
-def children_cpu():
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
 
 
 def main():
