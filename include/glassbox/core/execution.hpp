@@ -41,7 +41,7 @@ struct execution_options {
   progress_callback on_progress{};  ///< called after each finished batch; return false to cancel
   std::stop_token stop{};           ///< cancels when a stop is requested
   /// Causal prefix reuse: on a model with prefix_cache (docs/concepts.md), perturbation methods compute
-  /// only the positions from a perturbed input's first change on. Results are the same either way.
+  /// only the positions from a perturbed input's first change on. Results agree to float rounding.
   bool reuse_prefix = true;
 };
 
