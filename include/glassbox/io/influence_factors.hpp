@@ -198,7 +198,10 @@ inline kfac_factors load_kfac_factors(const std::filesystem::path& file) {
   if (f.layers.empty()) detail::kfac_io_fail(fn, file, "the factors must track at least one layer, got none");
   std::size_t expected_tensors = 0;
   for (auto& l : f.layers) {
-    for (const auto& [name, shape] : detail::kfac_layer_tensors(l, f.method)) {
+    for (const auto& tensor : detail::kfac_layer_tensors(l, f.method)) {
+      // Named copies, not structured bindings: lambdas below capture them (clang 14 cannot).
+      const auto& name = tensor.first;
+      const auto& shape = tensor.second;
       ++expected_tensors;
       if (!reader.contains(name)) detail::kfac_io_fail(fn, file, fmt::format("tensor {} is missing", name));
       const auto& e = reader.entry(name);

@@ -221,7 +221,8 @@ kfac_factors mpi_fit_kfac_factors(MPI_Comm comm, const M& model, std::span<const
   const bool lambda = options.method == factor_method::ekfac || options.method == factor_method::diagonal;
   if (covariances) {
     const std::size_t n = std::min(examples.size(), options.covariance_max_examples);
-    const auto [b, e] = mpi_share(n, rank, size);
+    const auto share_1 = mpi_share(n, rank, size);  // no binding: lambdas capture b, e
+    const std::size_t b = share_1.first, e = share_1.second;
     kfac_covariance_sums sums;
     detail::mpi_run(comm, caller, [&] {
       sums = kfac_covariance_pass(model, examples.subspan(b, e - b), b, factors.layers, options);
@@ -236,7 +237,8 @@ kfac_factors mpi_fit_kfac_factors(MPI_Comm comm, const M& model, std::span<const
   }
   if (lambda) {
     const std::size_t n = std::min(examples.size(), options.lambda_max_examples);
-    const auto [b, e] = mpi_share(n, rank, size);
+    const auto share_2 = mpi_share(n, rank, size);  // no binding: lambdas capture b, e
+    const std::size_t b = share_2.first, e = share_2.second;
     kfac_lambda_sums sums;
     detail::mpi_run(comm, caller,
                     [&] { sums = kfac_lambda_pass(model, examples.subspan(b, e - b), b, factors, options); });
@@ -288,7 +290,8 @@ influence_result mpi_kfac_influence(MPI_Comm comm, const M& model, const kfac_fa
     r.scores = tensor2({nq, n});
     std::size_t offset = 0;
     for (int k = 0; k < size; ++k) {
-      const auto [b, e] = detail::mpi_shard_share(n, options.shard_size, k, size);
+      const auto share_3 = detail::mpi_shard_share(n, options.shard_size, k, size);  // no binding: lambdas capture b, e
+      const std::size_t b = share_3.first, e = share_3.second;
       for (std::size_t q = 0; q < nq; ++q)
         std::copy_n(all.data() + offset + q * (e - b), e - b, r.scores.data() + q * n + b);
       offset += nq * (e - b);
@@ -313,7 +316,8 @@ self_influence_result mpi_kfac_self_influence(MPI_Comm comm, const M& model, con
     glassbox::detail::require(!train.empty(), "glassbox::{}: training examples must not be empty", caller);
     glassbox::detail::kfac_check_model(model, factors, caller);
     const kfac_preconditioner p = make_kfac_preconditioner(factors, options.common.damping);
-    const auto [b, e] = detail::mpi_shard_share(train.size(), options.shard_size, rank, size);
+    const auto share_4 = detail::mpi_shard_share(train.size(), options.shard_size, rank, size);  // no binding: lambdas capture b, e
+    const std::size_t b = share_4.first, e = share_4.second;
     const auto s = kfac_self_influence_scores(model, factors, p, train, b, e, options);
     mine.assign(s.begin(), s.end());
   });
