@@ -1778,7 +1778,10 @@ double basic_gpt2<Scalar>::examples_pass(std::span<const training_example> examp
   const bool backward = gradient != nullptr || statistics != nullptr;
   pass.keep = backward;
   pass.full_last_block = statistics != nullptr;  // K-FAC reads every row of every layer
-  auto logits = matrix_type::from_shape({P, V});
+  // 64-byte aligned, like every buffer the pass computes in: Eigen computes the entries of a row
+  // before its first aligned address one by one, and a scalar exp() rounds otherwise than the
+  // vectorised one, so on a buffer wherever the allocator put it two identical runs could differ.
+  std::vector<S, Eigen::aligned_allocator<S>> logits(P * V);
   pass.logits = logits.data();
   auto ws = pool_->acquire();
   detail::gpt2_pass_buffers<S> buffers;

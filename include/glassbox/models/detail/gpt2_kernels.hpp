@@ -50,6 +50,16 @@ using gpt2_row = Eigen::Map<Eigen::Matrix<S, 1, Eigen::Dynamic>>;
 template <class S>
 using gpt2_crow = Eigen::Map<const Eigen::Matrix<S, 1, Eigen::Dynamic>>;
 
+/// The sum of x's coefficients in an order that depends on its size alone. Eigen's own sum() of a
+/// mapped block starts its vector loop at the first aligned address, so its rounding would follow
+/// wherever the allocator placed the buffer and two identical runs could differ in the last bit;
+/// multiplying by one (exact) makes an expression without direct access, which Eigen sums from
+/// index 0 with unaligned loads.
+template <class Derived>
+typename Derived::Scalar fixed_order_sum(const Eigen::ArrayBase<Derived>& x) {
+  return (x.derived() * typename Derived::Scalar(1)).sum();
+}
+
 /// The number of OpenMP threads a parallel region would use (1 without OpenMP).
 inline int gpt2_thread_count() {
 #if defined(_OPENMP)
@@ -149,14 +159,25 @@ void gpt2_gemm_serial(S* c, std::ptrdiff_t ldc, const gpt2_operand<S>& a, const 
     if (!accumulate) out.setZero();  // what Eigen does itself before a product is assigned
     const gpt2_cstrided<S> am(a.data, a.rows, a.cols, Eigen::OuterStride<>(a.stride));
     const gpt2_cstrided<S> bm(b.data, b.rows, b.cols, Eigen::OuterStride<>(b.stride));
+    // Straight to Eigen's blocked product (or the BLAS behind it), at every size. `out += alpha * a * b`
+    // would send small products (k + m + n < 20) to Eigen's coefficient-wise product instead, which
+    // computes the entries before the first 64-byte boundary of each output row in another order (and
+    // with other fused multiply-adds) than the rest: the rounding would then follow where the caller's
+    // buffer happens to lie, and two identical runs could differ in the last bit.
+    auto product = [&](const auto& lhs, const auto& rhs) {
+      using lhs_type = std::decay_t<decltype(lhs)>;
+      using rhs_type = std::decay_t<decltype(rhs)>;
+      Eigen::internal::generic_product_impl<lhs_type, rhs_type, Eigen::DenseShape, Eigen::DenseShape,
+                                            Eigen::GemmProduct>::scaleAndAddTo(out, lhs, rhs, alpha);
+    };
     if (!a.transposed && !b.transposed) {
-      out.noalias() += alpha * (am * bm);
+      product(am, bm);
     } else if (!a.transposed) {
-      out.noalias() += alpha * (am * bm.transpose());
+      product(am, bm.transpose());
     } else if (!b.transposed) {
-      out.noalias() += alpha * (am.transpose() * bm);
+      product(am.transpose(), bm);
     } else {
-      out.noalias() += alpha * (am.transpose() * bm.transpose());
+      product(am.transpose(), bm.transpose());
     }
   }
 }
@@ -229,7 +250,7 @@ void gpt2_layer_norm(const S* x, std::ptrdiff_t n, std::ptrdiff_t d, const S* w,
   for (std::ptrdiff_t r = 0; r < n; ++r) {
     const gpt2_crow<S> xr(x + r * d, d);
     gpt2_row<S> yr(y + r * d, d);
-    const S mu = xr.mean();
+    const S mu = fixed_order_sum(xr.array()) / S(d);
     const S var = (xr.array() - mu).square().mean();
     using std::sqrt;  // ADL: S may be a dual number (exact curvature products)
     const S rs = S(1) / sqrt(var + eps);
@@ -260,10 +281,15 @@ void gpt2_layer_norm_backward(const S* x, std::ptrdiff_t n, std::ptrdiff_t d, co
     return;
   }
   gpt2_row<S> dwv(dw, d), dbv(db, d);
+  // Each row's weight term is formed in aligned memory and then added: dw is the caller's buffer, and
+  // Eigen computes its entries before the first aligned address one by one, where the compiler may
+  // fuse the multiply and the add that the vectorised loop rounds separately.
+  Eigen::Array<S, 1, Eigen::Dynamic> term(d);
   for (std::ptrdiff_t r = 0; r < n; ++r) {
     row(r);
     const gpt2_crow<S> xr(x + r * d, d), dyr(dy + r * d, d);
-    dwv.array() += dyr.array() * (xr.array() - mean[r]) * rstd[r];
+    term = dyr.array() * (xr.array() - mean[r]) * rstd[r];
+    dwv.array() += term;
     dbv += dyr;
   }
 }
@@ -308,7 +334,7 @@ void gpt2_causal_softmax(S* p, std::ptrdiff_t t) {
     auto valid = gpt2_row<S>(row, i + 1).array();
     const S mx = valid.maxCoeff();
     valid = (valid - mx).exp();
-    valid *= S(1) / valid.sum();
+    valid *= S(1) / fixed_order_sum(valid);
     std::fill(row + i + 1, row + t, S(0));
   }
 }
@@ -322,7 +348,7 @@ void gpt2_causal_softmax_rows(S* p, std::ptrdiff_t rows, std::ptrdiff_t t, const
     auto valid = gpt2_row<S>(row, keys).array();
     const S mx = valid.maxCoeff();
     valid = (valid - mx).exp();
-    valid *= S(1) / valid.sum();
+    valid *= S(1) / fixed_order_sum(valid);
     std::fill(row + keys, row + t, S(0));
   }
 }
