@@ -1,7 +1,8 @@
 # Configures SOURCE_DIR into BINARY_DIR as a user would (CXX_COMPILER, BUILD_TYPE, CXX_FLAGS; tests,
-# benchmarks and header checks off, warnings not errors), builds the command line and the example
-# first_explanation, runs `glassbox info` and the example, and compares its scores with COMPARE.
-foreach(variable SOURCE_DIR BINARY_DIR GENERATOR CXX_COMPILER BUILD_TYPE COMPARE)
+# benchmarks and header checks off, no preset), checks that no compile command of that build turns
+# warnings into errors, builds TARGETS (examples), runs the example first_explanation and compares
+# its scores with COMPARE.
+foreach(variable SOURCE_DIR BINARY_DIR GENERATOR CXX_COMPILER BUILD_TYPE COMPARE TARGETS)
   if(NOT DEFINED ${variable})
     message(FATAL_ERROR "build_as_user.cmake: ${variable} is not set")
   endif()
@@ -15,9 +16,10 @@ function(run)
   endif()
 endfunction()
 
+# CMAKE_EXPORT_COMPILE_COMMANDS only writes compile_commands.json, read below; it changes no flag.
 set(configure -S "${SOURCE_DIR}" -B "${BINARY_DIR}" -G "${GENERATOR}" "-DCMAKE_CXX_COMPILER=${CXX_COMPILER}"
               "-DCMAKE_BUILD_TYPE=${BUILD_TYPE}" -DGLASSBOX_BUILD_TESTS=OFF -DGLASSBOX_BUILD_BENCH=OFF
-              -DGLASSBOX_BUILD_EXAMPLES=ON -DGLASSBOX_BUILD_APPS=ON)
+              -DGLASSBOX_BUILD_EXAMPLES=ON -DGLASSBOX_BUILD_APPS=ON -DCMAKE_EXPORT_COMPILE_COMMANDS=ON)
 if(MAKE_PROGRAM)
   list(APPEND configure "-DCMAKE_MAKE_PROGRAM=${MAKE_PROGRAM}")
 endif()
@@ -25,6 +27,19 @@ if(DEFINED CXX_FLAGS)
   list(APPEND configure "-DCMAKE_CXX_FLAGS=${CXX_FLAGS}")
 endif()
 run("${CMAKE_COMMAND}" ${configure})
-run("${CMAKE_COMMAND}" --build "${BINARY_DIR}" --target glassbox_cli first_explanation)
-run("${BINARY_DIR}/apps/glassbox" info)
+
+# Every program of a user's build, the command line's sources included, compiles without -Werror.
+file(READ "${BINARY_DIR}/compile_commands.json" commands)
+string(REGEX MATCHALL "\"file\": \"[^\"]*\"" files "${commands}")
+list(LENGTH files file_count)
+if(file_count LESS 10)
+  message(FATAL_ERROR "build_as_user.cmake: compile_commands.json lists ${file_count} files; expected the command line's and the examples'")
+endif()
+if(commands MATCHES "-Werror")
+  string(REGEX MATCH "[^\n]*-Werror[^\n]*" offending "${commands}")
+  message(FATAL_ERROR "build_as_user.cmake: a user's build turns warnings into errors: ${offending}")
+endif()
+
+string(REPLACE "," ";" targets "${TARGETS}")
+run("${CMAKE_COMMAND}" --build "${BINARY_DIR}" --target ${targets})
 run("${BINARY_DIR}/examples/first_explanation" --compare "${COMPARE}")
