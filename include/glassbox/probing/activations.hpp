@@ -25,6 +25,7 @@
 #include "glassbox/core/model.hpp"
 #include "glassbox/core/progress.hpp"
 #include "glassbox/core/types.hpp"
+#include "glassbox/detail/memory.hpp"
 
 namespace glassbox {
 
@@ -335,7 +336,11 @@ activation_set collect(const M& model, std::span<const token_sequence> inputs, c
     const std::size_t r0 = plan.first_row[s0], r1 = plan.first_row[s1];
     std::vector<tensor2> rows;
     rows.reserve(layers.size());
-    for (std::size_t k = 0; k < layers.size(); ++k) rows.push_back(tensor2::from_shape({r1 - r0, d}));
+    for (std::size_t k = 0; k < layers.size(); ++k) {
+      rows.push_back(tensor2::from_shape({r1 - r0, d}));
+      // Mapped in one call rather than one page fault per 4 KiB as the rows are written.
+      detail::prefault_for_writing(rows.back().data(), rows.back().size() * sizeof(float));
+    }
     execution_options exec = o.execution;
     if (o.execution.on_progress) {
       const std::size_t offset = done_before, total = inputs.size();
