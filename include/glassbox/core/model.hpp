@@ -66,18 +66,26 @@ struct value_and_gradient {
   Tensor gradient;   ///< d scalar / d input, the input's shape
 };
 
-/// Values and gradients of one scalar at a batch of inputs (gradients stacked on axis 0).
-struct batch_gradient_result {
-  std::vector<double> values;  ///< one per input
-  tensor3 gradients;           ///< [B, T, d]
+/// Values and gradients of one scalar at a batch of inputs (gradients stacked on axis 0), in a
+/// model's precision `Scalar` (float for the concepts: batch_gradient_result).
+template <class Scalar>
+struct basic_batch_gradient_result {
+  std::vector<double> values;         ///< one per input
+  xt::xtensor<Scalar, 3> gradients;   ///< [B, T, d]
 };
+/// Values and gradients of one scalar at a batch of inputs, in float.
+using batch_gradient_result = basic_batch_gradient_result<float>;
 
-/// The attention probabilities of one forward pass and the gradient of a scalar w.r.t. them.
-struct attention_gradient_result {
-  double value = 0;   ///< the scalar
-  tensor4 attentions; ///< [L, H, T, T], softmax outputs
-  tensor4 gradient;   ///< d scalar / d attentions, [L, H, T, T]
+/// The attention probabilities of one forward pass and the gradient of a scalar w.r.t. them, in a
+/// model's precision `Scalar` (float for the concepts: attention_gradient_result).
+template <class Scalar>
+struct basic_attention_gradient_result {
+  double value = 0;                   ///< the scalar
+  xt::xtensor<Scalar, 4> attentions;  ///< [L, H, T, T], softmax outputs
+  xt::xtensor<Scalar, 4> gradient;    ///< d scalar / d attentions, [L, H, T, T]
 };
+/// The attention probabilities and the gradient of a scalar w.r.t. them, in float.
+using attention_gradient_result = basic_attention_gradient_result<float>;
 
 /// One training example of a language model: its tokens and, per output row, the token that row
 /// should predict, or `ignore_label`. The loss is the mean cross-entropy over scored rows.
@@ -101,16 +109,20 @@ struct training_example {
   }
 };
 
-/// The statistics K-FAC needs from one linear layer y = x W + b for one example.
-struct linear_layer_statistics {
-  std::string name;                 ///< e.g. "h.0.attn.c_attn"
-  tensor2 inputs;                   ///< x for every row (token) of the example, [n, d_in]
-  tensor2 output_gradients;         ///< d loss / d y for every row, [n, d_out]
-  std::size_t weight_offset = 0;    ///< where W starts in the flat parameters
-  std::size_t bias_offset = 0;      ///< where b starts in the flat parameters
-  bool has_bias = true;             ///< whether b exists (bias_offset is meaningful)
-  bool input_major = true;          ///< W stored [d_in, d_out] row-major (GPT-2's Conv1D); else [d_out, d_in]
+/// The statistics K-FAC needs from one linear layer y = x W + b for one example, in a model's
+/// precision `Scalar` (float for the concepts: linear_layer_statistics).
+template <class Scalar>
+struct basic_linear_layer_statistics {
+  std::string name;                         ///< e.g. "h.0.attn.c_attn"
+  xt::xtensor<Scalar, 2> inputs;            ///< x for every row (token) of the example, [n, d_in]
+  xt::xtensor<Scalar, 2> output_gradients;  ///< d loss / d y for every row, [n, d_out]
+  std::size_t weight_offset = 0;            ///< where W starts in the flat parameters
+  std::size_t bias_offset = 0;              ///< where b starts in the flat parameters
+  bool has_bias = true;                     ///< whether b exists (bias_offset is meaningful)
+  bool input_major = true;                  ///< W stored [d_in, d_out] row-major (GPT-2's Conv1D); else [d_out, d_in]
 };
+/// The statistics K-FAC needs from one linear layer, in float.
+using linear_layer_statistics = basic_linear_layer_statistics<float>;
 
 /// The pieces of the concepts, one member each, so that a compiler names the missing one.
 namespace concepts {

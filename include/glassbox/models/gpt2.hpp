@@ -168,33 +168,6 @@ class basic_output_seed {
   value_function value_;
 };
 
-/// attention_gradient_result in the model's precision.
-template <class Scalar>
-struct basic_attention_gradient_result {
-  double value = 0;                    ///< the scalar
-  xt::xtensor<Scalar, 4> attentions;   ///< [L, H, T, T]
-  xt::xtensor<Scalar, 4> gradient;     ///< d scalar / d attentions, [L, H, T, T]
-};
-
-/// batch_gradient_result in the model's precision.
-template <class Scalar>
-struct basic_batch_gradient_result {
-  std::vector<double> values;          ///< one per input
-  xt::xtensor<Scalar, 3> gradients;    ///< [B, T, d]
-};
-
-/// linear_layer_statistics in the model's precision.
-template <class Scalar>
-struct basic_linear_layer_statistics {
-  std::string name;                         ///< e.g. "h.0.attn.c_attn"
-  xt::xtensor<Scalar, 2> inputs;            ///< [n, d_in]
-  xt::xtensor<Scalar, 2> output_gradients;  ///< [n, d_out]
-  std::size_t weight_offset = 0;            ///< where W starts in the flat parameters
-  std::size_t bias_offset = 0;              ///< where b starts in the flat parameters
-  bool has_bias = true;                     ///< whether b exists
-  bool input_major = true;                  ///< W stored [d_in, d_out]
-};
-
 }  // namespace glassbox::models
 
 namespace glassbox::detail {
@@ -270,7 +243,7 @@ struct gpt2_backward {
   S* d_parameters = nullptr;     ///< accumulated d / d parameters, flat
   S* d_attentions = nullptr;     ///< d / d attention probabilities, [L, probs_per_layer]
   S* d_head_mask = nullptr;      ///< accumulated d / d head mask, [L, H]
-  std::vector<models::basic_linear_layer_statistics<S>>* statistics = nullptr;  ///< K-FAC, 4 per block
+  std::vector<basic_linear_layer_statistics<S>>* statistics = nullptr;  ///< K-FAC, 4 per block
 };
 
 /// Pointers of one layer's activations inside a workspace.
@@ -330,14 +303,9 @@ class basic_gpt2 {
   using tensor4_type = xt::xtensor<Scalar, 4>;           ///< [L, H, T, T]
   using seed_type = basic_output_seed<Scalar>;           ///< a seed in the model's precision
   static constexpr bool is_float = std::is_same_v<Scalar, float>;
-  /// attention_gradient_result (float) or its double counterpart.
-  using attention_gradient_type =
-      std::conditional_t<is_float, attention_gradient_result, basic_attention_gradient_result<Scalar>>;
-  /// batch_gradient_result (float) or its double counterpart.
-  using batch_gradient_type = std::conditional_t<is_float, batch_gradient_result, basic_batch_gradient_result<Scalar>>;
-  /// linear_layer_statistics (float) or its double counterpart.
-  using layer_statistics_type =
-      std::conditional_t<is_float, linear_layer_statistics, basic_linear_layer_statistics<Scalar>>;
+  using attention_gradient_type = basic_attention_gradient_result<Scalar>;  ///< attention_gradient_result for float
+  using batch_gradient_type = basic_batch_gradient_result<Scalar>;          ///< batch_gradient_result for float
+  using layer_statistics_type = basic_linear_layer_statistics<Scalar>;      ///< linear_layer_statistics for float
 
   /// Every const member may be called from several threads at once (each call borrows its own workspace).
   static constexpr bool thread_safe = true;
@@ -1820,27 +1788,11 @@ double basic_gpt2<Scalar>::examples_pass(std::span<const training_example> examp
   backward_type req;
   req.d_logits = logits.data();
   req.d_parameters = gradient;
-  std::vector<basic_linear_layer_statistics<S>> captured;
   if (statistics != nullptr) {
-    captured.resize(4 * config_.n_layer);
-    req.statistics = &captured;
+    statistics->assign(4 * config_.n_layer, {});
+    req.statistics = statistics;
   }
   run_backward(*ws, buffers, pass, req);
-  if (statistics != nullptr) {
-    statistics->clear();
-    statistics->reserve(captured.size());
-    for (auto& c : captured) {
-      layer_statistics_type s;
-      s.name = std::move(c.name);
-      s.inputs = std::move(c.inputs);
-      s.output_gradients = std::move(c.output_gradients);
-      s.weight_offset = c.weight_offset;
-      s.bias_offset = c.bias_offset;
-      s.has_bias = c.has_bias;
-      s.input_major = c.input_major;
-      statistics->push_back(std::move(s));
-    }
-  }
   return total * batch_weight;
 }
 
