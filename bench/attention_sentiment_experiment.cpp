@@ -54,7 +54,7 @@ std::vector<std::pair<std::string, std::vector<double>>> method_scores(const mod
                                                                        const datasets::review_example& r) {
   const token_span tokens(r.tokens);
   const std::size_t t = tokens.size();
-  const target explained = target::log_prob(r.true_label);
+  const target explained = target::log_probability(r.true_label);
   std::vector<std::pair<std::string, std::vector<double>>> out;
   const tensor4 a = model.attentions(tokens);
   const tensor3 mean = aggregate_heads(a);

@@ -86,7 +86,7 @@ void gradient_target_row(benchmark::State& state) {
   const auto& m = bench_model(state.range(0));
   const auto tokens = bench_tokens(static_cast<std::size_t>(state.range(1)), m.vocab_size());
   const auto e = m.embed(tokens);
-  const auto target = glassbox::target::log_prob(7);
+  const auto target = glassbox::target::log_probability(7);
   for (auto _ : state) benchmark::DoNotOptimize(m.embedding_gradient(e, target).gradient.data());
   set_context(state, m);
 }
@@ -97,7 +97,7 @@ void gradient_all_rows(benchmark::State& state) {
   const auto& m = bench_model(state.range(0));
   const auto tokens = bench_tokens(static_cast<std::size_t>(state.range(1)), m.vocab_size());
   const auto e = m.embed(tokens);
-  const auto target = glassbox::target::log_prob(7);
+  const auto target = glassbox::target::log_probability(7);
   const glassbox::output_seed seed(
       [](std::size_t n) {
         std::vector<std::size_t> r(n);
@@ -135,7 +135,7 @@ void gradient_batch16(benchmark::State& state) {
   glassbox::tensor3 batch = glassbox::tensor3::from_shape({B, T, d});
   for (std::size_t b = 0; b < B; ++b)
     for (std::size_t i = 0; i < T * d; ++i) batch.data()[b * T * d + i] = e.data()[i] * static_cast<float>(b + 1) / B;
-  const auto target = glassbox::target::log_prob(7);
+  const auto target = glassbox::target::log_probability(7);
   for (auto _ : state) benchmark::DoNotOptimize(m.embedding_gradient_batch(batch, target).gradients.data());
   set_context(state, m);
 }
@@ -144,7 +144,7 @@ void gradient_16_single(benchmark::State& state) {
   const auto& m = bench_model(state.range(0));
   const std::size_t T = static_cast<std::size_t>(state.range(1)), B = 16;
   const auto e = m.embed(bench_tokens(T, m.vocab_size()));
-  const auto target = glassbox::target::log_prob(7);
+  const auto target = glassbox::target::log_probability(7);
   for (auto _ : state)
     for (std::size_t b = 0; b < B; ++b) benchmark::DoNotOptimize(m.embedding_gradient(e, target).gradient.data());
   set_context(state, m);

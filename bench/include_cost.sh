@@ -63,7 +63,7 @@ cat > "$work/first_use.cpp" <<'EOF'
 int main() {
   const auto model = glassbox::models::gpt2::random(glassbox::models::gpt2_config{}, 1);
   const glassbox::token_sequence tokens = {464, 3797, 3332, 319, 262};
-  return glassbox::integrated_gradients(model, tokens, glassbox::target::log_prob(2603)).scores.size() == 5 ? 0 : 1;
+  return glassbox::integrated_gradients(model, tokens, glassbox::target::log_probability(2603)).scores.size() == 5 ? 0 : 1;
 }
 EOF
 first=$(compile_seconds "$work/first_use.cpp")

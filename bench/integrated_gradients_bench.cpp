@@ -33,7 +33,7 @@ constexpr std::size_t length = 32;
 struct bench_case {
   models::gpt2 model;
   token_sequence tokens;
-  target t = target::log_prob(0);
+  target t = target::log_probability(0);
   std::vector<tensor2> points;  // the 50 Gauss-Legendre points a_k x on the path from the zero baseline
 };
 
@@ -58,7 +58,7 @@ const bench_case& get_case(const std::string& name) {
     token_sequence tokens(length);
     for (auto& x : tokens) x = static_cast<token_id>(g.below(c.vocab_size));
     slot = std::make_unique<bench_case>(bench_case{
-        models::gpt2::random(c, 1), tokens, target::log_prob(static_cast<token_id>(g.below(c.vocab_size))), {}});
+        models::gpt2::random(c, 1), tokens, target::log_probability(static_cast<token_id>(g.below(c.vocab_size))), {}});
     const tensor2 x = slot->model.embed(tokens);
     const quadrature q = integration_nodes(integration_rule::gauss_legendre, steps);
     for (double a : q.nodes) {

@@ -91,7 +91,7 @@ int main(int argc, char** argv) {
             o.steps = s;
             o.rule = rule;
             o.execution.threads = 1;
-            const auto r = integrated_gradients(model, in, target::log_prob(in[0]), o);
+            const auto r = integrated_gradients(model, in, target::log_probability(in[0]), o);
             gap += std::abs(*r.convergence_delta) / static_cast<double>(inputs.size());
           }
           fmt::print(" {:.1e} |", gap);

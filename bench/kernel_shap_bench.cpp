@@ -221,7 +221,7 @@ int run(const M& model, const settings& s, const std::string& model_name) {
     feature_map.back() = -1;  // the marker stays
     const auto last = model.logits_at(tokens, std::vector<std::size_t>{tokens.size() - 1});
     const auto predicted = static_cast<token_id>(std::max_element(last.begin(), last.end()) - last.begin());
-    const target t = target::log_prob(predicted);
+    const target t = target::log_probability(predicted);
     const auto base = baseline::token(datasets::review_pad_id);
 
     const auto exact = shapley_exact(model, tokens, t, {base, feature_map, exec});

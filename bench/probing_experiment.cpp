@@ -304,7 +304,7 @@ int main(int argc, char** argv) {
       const auto tcav_data = pick(5, tcav_inputs, [](const auto&) { return true; });
       std::vector<std::size_t> tcav_layers;
       for (std::size_t l = 1; l < layer_count; ++l) tcav_layers.push_back(l);
-      const auto tc = tcav(model, concepts, random_examples, tcav_data, target::log_prob(ds::review_positive_id),
+      const auto tc = tcav(model, concepts, random_examples, tcav_data, target::log_probability(ds::review_positive_id),
                            {.layers = tcav_layers, .logistic = logistic, .seed = 1, .execution = exec});
       fmt::print(
           "## TCAV on the bundled model: target log p(positive) at the marker, {} inputs, {} examples per "

@@ -213,7 +213,7 @@ int main() {
   const tiny_transformer_adapter adapter(model);
 
   const glassbox::token_sequence tokens = {3, 7, 1, 9, 4, 2};
-  const auto explained = glassbox::target::log_prob(/*token=*/5);  // log p(token 5) at the last position
+  const auto explained = glassbox::target::log_probability(/*token=*/5);  // log p(token 5) at the last position
 
   // Through glassbox's model dispatch (the same path every algorithm uses) and through the adapter.
   const std::vector<glassbox::token_sequence> inputs = {tokens};

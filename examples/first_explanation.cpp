@@ -19,7 +19,7 @@
 int main(int argc, char** argv) {
   const auto model = glassbox::models::gpt2::load(GLASSBOX_MODELS_DIR "/reviews");
   const auto tokens = glassbox::datasets::encode_review("the pasta was excellent but the service was not very friendly . =>");
-  const auto why = glassbox::target::log_prob(glassbox::datasets::review_negative_id);
+  const auto why = glassbox::target::log_probability(glassbox::datasets::review_negative_id);
   std::vector<double> scores;
   for (const auto& r : {glassbox::integrated_gradients(model, tokens, why), glassbox::occlusion(model, tokens, why)})
     scores.insert(scores.end(), r.scores.begin(), r.scores.end());

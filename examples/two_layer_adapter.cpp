@@ -425,7 +425,7 @@ int main() {
   const glassbox::token_sequence tokens = {4, 17, 9, 9, 2, 11, 6};
 
   // What the library sees: a target through the same dispatch every algorithm uses.
-  const auto explained = glassbox::target::log_prob(/*token=*/3);
+  const auto explained = glassbox::target::log_probability(/*token=*/3);
   const std::vector<glassbox::token_sequence> inputs = {tokens};
   std::printf("%s: %.6f\n\n", explained.describe().c_str(),
               glassbox::evaluate_target(adapter, inputs, explained).front());

@@ -65,7 +65,7 @@ target explained_target(const call& c) {
     for (std::size_t v = 1; v < logits.shape(1); ++v)
       if (logits(c.position, v) > logits(c.position, static_cast<std::size_t>(token))) token = static_cast<token_id>(v);
   }
-  return target::log_prob(token, static_cast<std::ptrdiff_t>(c.position));
+  return target::log_probability(token, static_cast<std::ptrdiff_t>(c.position));
 }
 
 // raw_attention's options: what it shows.

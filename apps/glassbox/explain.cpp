@@ -169,7 +169,7 @@ resolved_target make_target(const explain_state& s, const loaded_model& m, token
   }
   r.t = kind == target_kind::logit         ? target::logit(token, s.position)
         : kind == target_kind::probability ? target::probability(token, s.position)
-                                           : target::log_prob(token, s.position);
+                                           : target::log_probability(token, s.position);
   r.description = fmt::format("{} of {} {} (p = {:.4f}){}", to_string(kind), quoted(token), where, p, why);
   return r;
 }

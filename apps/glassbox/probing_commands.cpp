@@ -979,7 +979,7 @@ runner add_tcav_command(CLI::App& app) {
     const std::size_t kind = parse::choice("target-kind", s->target_kind, kinds);
     const target t = kind == 0   ? target::logit(token, s->position)
                      : kind == 1 ? target::probability(token, s->position)
-                                 : target::log_prob(token, s->position);
+                                 : target::log_probability(token, s->position);
     const std::string target_text = fmt::format("{} ('{}')", t.describe(), m.token_strings(std::vector{token})[0]);
     const tcav_result r = tcav(m.model, std::span<const tcav_concept>(concepts),
                                std::span<const token_sequence>(random), std::span<const token_sequence>(inputs), t, o);

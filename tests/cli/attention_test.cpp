@@ -158,12 +158,12 @@ TEST_CASE("cli attention: the JSON equals the library's result for the same inpu
     const auto top = j.at("target").at("token").get<glassbox::token_id>();
     // The bundled model predicts a label after the marker.
     CHECK(top == (positive ? gd::review_positive_id : gd::review_negative_id));
-    const auto f = glassbox::target::log_prob(top, static_cast<std::ptrdiff_t>(t - 1));
+    const auto f = glassbox::target::log_probability(top, static_cast<std::ptrdiff_t>(t - 1));
     check_matrix(j.at("matrix"), glassbox::chefer_relevance(model, ids, f).matrix);
     const json g = cli_json("attgrad", "--target positive");
     check_matrix(g.at("matrix"),
                  glassbox::attgrad(
-                     model, ids, glassbox::target::log_prob(gd::review_positive_id, static_cast<std::ptrdiff_t>(t - 1)))
+                     model, ids, glassbox::target::log_probability(gd::review_positive_id, static_cast<std::ptrdiff_t>(t - 1)))
                      .matrix);
   }
 }

@@ -122,7 +122,7 @@ bool same_but_rounding(const json& a, const json& b) {
 TEST_CASE("explain --json equals the library's result for the same method and options", "[cli][explain]") {
   const auto model = gb::models::gpt2::load(model_dir);
   const gb::token_sequence ids = gd::encode_review(review);
-  const gb::target t = gb::target::log_prob(top_token(model, ids));  // the default target
+  const gb::target t = gb::target::log_probability(top_token(model, ids));  // the default target
   const std::string input = "--text \"" + review + "\" ";
 
   SECTION("integrated gradients (default method, riemann-middle, pad baseline)") {

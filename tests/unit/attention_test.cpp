@@ -756,7 +756,7 @@ TEST_CASE("head importance on the closed-form model equals mean |finite differen
         auto f = [&](double delta) {
           tensor2 m = model.ones();
           m(l, h) += static_cast<float>(delta);
-          return target::log_prob(e.label).value_of(model.logits_with_head_mask(e.tokens, m));
+          return target::log_probability(e.label).value_of(model.logits_with_head_mask(e.tokens, m));
         };
         mean_abs += std::abs((f(1e-2) - f(-1e-2)) / 2e-2);
       }
@@ -835,7 +835,7 @@ TEST_CASE("GPT-2: ablation changes the loss by the amount measured directly", "[
     accuracy = 0;
     for (const auto& e : data) {
       const tensor2 z = model.logits_with_head_mask(e.tokens, mask);
-      mean += target::log_prob(e.label).value_of(z);
+      mean += target::log_probability(e.label).value_of(z);
       const std::size_t last = z.shape(0) - 1;
       const token_id winner = z(last, 5) >= z(last, 6) ? 5 : 6;
       accuracy += winner == e.label ? 1 : 0;
@@ -941,7 +941,7 @@ TEST_CASE("GPT-2: pruning curve, rollout/flow through the model, AttGrad consist
   SECTION(
       "AttGrad through GPT-2: the model's attention gradient against finite differences of logits_with_attentions") {
     const token_sequence tokens{4, 8, 15, 16};
-    const target t = target::log_prob(5);
+    const target t = target::log_probability(5);
     const auto r = attgrad(model, tokens, t);
     const auto g = model.attention_gradient(tokens, t);
     const std::vector<double> p64(model.parameters().begin(), model.parameters().end());
@@ -979,7 +979,7 @@ TEST_CASE("GPT-2: gradient head weights count only the entries a causal model ca
           "[attention][gradient][gpt2]") {
   const auto model = small_gpt2(31);
   const token_sequence tokens{4, 8, 15, 16, 2, 3, 11};
-  const target t = target::log_prob(5);
+  const target t = target::log_probability(5);
   const auto g = model.attention_gradient(tokens, t);
   const std::size_t n = tokens.size();
   // Independent weights: the L1 and L2 norms of each head's gradient over the entries at or below
@@ -1067,7 +1067,7 @@ TEST_CASE("AttGrad scores are the row of the explained position", "[attention][g
   SECTION("through a causal GPT-2, whose gradient reaches every query row") {
     const auto model = small_gpt2(31);
     const token_sequence tokens{4, 8, 15, 16, 2};
-    const auto r = attgrad(model, tokens, target::log_prob(5));
+    const auto r = attgrad(model, tokens, target::log_probability(5));
     REQUIRE(r.position == 4);
     double apart = 0;  // the column sums over all queries differ from the last row: earlier rows count
     for (std::size_t j = 0; j < 5; ++j) {
@@ -1077,7 +1077,7 @@ TEST_CASE("AttGrad scores are the row of the explained position", "[attention][g
     }
     REQUIRE(apart > 1e-2);
     for (std::size_t j = 0; j < 5; ++j) CHECK(r.scores[j] == Approx(r.matrix(4, j)).margin(1e-6));
-    const auto at2 = attgrad(model, tokens, target::log_prob(5, 2), {.position = 2});
+    const auto at2 = attgrad(model, tokens, target::log_probability(5, 2), {.position = 2});
     for (std::size_t j = 0; j < 5; ++j) CHECK(at2.scores[j] == Approx(at2.matrix(2, j)).margin(1e-6));
   }
 }

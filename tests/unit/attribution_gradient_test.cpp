@@ -403,7 +403,7 @@ TEST_CASE("the nonlinear test model's gradients match finite differences", "[att
   // The test model's backward pass is hand-written; check it before trusting the tests built on it.
   const auto model = tiny_mixer::random(11, 8, 6, 2, 1);
   const token_sequence tokens{1, 5, 2, 7};
-  const target t = target::log_prob(3);
+  const target t = target::log_probability(3);
   const tensor3 hs = model.hidden_states(tokens);
   for (std::size_t layer : {0, 1, 2}) {
     tensor2 h({tokens.size(), model.width()});
@@ -428,7 +428,7 @@ TEST_CASE("layer attribution: layer 0 is integrated gradients, the last layer ha
           "[attribution][gradient][layer]") {
   const auto model = tiny_mixer::random(11, 8, 6, 2, 2);
   const token_sequence tokens{4, 1, 9, 3, 6};
-  const target t = target::log_prob(5);
+  const target t = target::log_probability(5);
   // Both are the same quadrature of the same gradients (hidden_states[0] = embed); only the dispatch differs.
   for (const baseline& b : {baseline::zero(), baseline::pad()}) {
     const auto ig = integrated_gradients(model, tokens, t, {.steps = 20, .baseline = b});
@@ -471,7 +471,7 @@ std::vector<std::vector<double>> completeness_gaps(const M& model, const std::ve
     for (std::size_t s = 0; s < steps.size(); ++s)
       for (const auto& in : inputs) {
         const auto res =
-            integrated_gradients(model, in, target::log_prob(in[0]), {.steps = steps[s], .rule = all_rules[r]});
+            integrated_gradients(model, in, target::log_probability(in[0]), {.steps = steps[s], .rule = all_rules[r]});
         gap[r][s] += std::abs(*res.convergence_delta) / double(inputs.size());
       }
   return gap;
@@ -526,7 +526,7 @@ TEST_CASE("integrated gradients: the completeness gap falls with steps, Gauss-Le
 TEST_CASE("gradient methods on the reference GPT-2: layer 0 and thread counts", "[attribution][gradient][gpt2]") {
   const auto model = small_gpt2(2);
   const token_sequence tokens{5, 17, 3, 40, 22, 9};
-  const target t = target::log_prob(11);
+  const target t = target::log_probability(11);
   // GPT-2's hidden state 0 is wte + wpe and embed() is wte: with a token baseline both paths move
   // the same difference wte[x] - wte[z], so layer IG at 0 is IG (up to float rounding of the shifted points).
   const auto ig = integrated_gradients(model, tokens, t, {.steps = 16, .baseline = baseline::token(7)});
@@ -571,7 +571,7 @@ TEST_CASE("gradient methods on the reference GPT-2: layer 0 and thread counts", 
 TEST_CASE("integrated gradients: adaptive steps reach the tolerance", "[attribution][gradient][completeness]") {
   const auto model = tiny_mixer::random(11, 8, 6, 2, 3, 2.0);
   const token_sequence tokens{2, 9, 4, 4, 1, 7};
-  const target t = target::log_prob(8);
+  const target t = target::log_probability(8);
   SECTION("nested rules reuse every gradient") {
     // The left rule converges as O(1/n), the trapezoid rule as O(1/n^2): tolerances each reaches in a few doublings.
     for (const auto& [rule, tolerance] :
@@ -609,7 +609,7 @@ TEST_CASE("random gradient methods: bit-identical under a seed across batch size
           "[attribution][gradient][determinism]") {
   const auto model = tiny_mixer::random(11, 8, 6, 2, 4);
   const token_sequence tokens{3, 1, 4, 1, 5};
-  const target t = target::log_prob(9);
+  const target t = target::log_probability(9);
   const std::vector<std::pair<std::size_t, std::size_t>> settings = {{1, 1}, {3, 2}, {32, 0}, {2, 3}};
   auto exec = [](std::size_t batch, std::size_t threads) {
     execution_options e;
@@ -664,7 +664,7 @@ TEST_CASE("noise tunnel: zero noise gives the inner method, the noise has the re
           "[attribution][gradient][noise]") {
   const auto model = tiny_mixer::random(11, 8, 6, 2, 5);
   const token_sequence tokens{6, 2, 8, 3};
-  const target t = target::log_prob(1);
+  const target t = target::log_probability(1);
   SECTION("zero noise") {
     const auto ig = integrated_gradients(model, tokens, t, {.steps = 10});
     const auto sg =
@@ -762,7 +762,7 @@ TEST_CASE("generation: rows are single-target attributions of the prefixes", "[a
     for (std::size_t g = 0; g < cont.size(); ++g) {
       token_sequence prefix = prompt;
       prefix.insert(prefix.end(), cont.begin(), cont.begin() + std::ptrdiff_t(g));
-      const auto single = integrated_gradients(model, prefix, target::log_prob(cont[g]), {.steps = 8});
+      const auto single = integrated_gradients(model, prefix, target::log_probability(cont[g]), {.steps = 8});
       const auto contrast = integrated_gradients(model, prefix, target::contrast(cont[g], foils[g]), {.steps = 8});
       for (std::size_t s = 0; s < r.scores.shape(1); ++s) {
         if (s < prefix.size()) {
@@ -782,7 +782,7 @@ TEST_CASE("generation: rows are single-target attributions of the prefixes", "[a
 TEST_CASE("gradient methods: progress and cancellation", "[attribution][gradient]") {
   const auto model = tiny_mixer::random(11, 8, 6, 2, 7);
   const token_sequence tokens{1, 2, 3};
-  const target t = target::log_prob(4);
+  const target t = target::log_probability(4);
   std::vector<progress> seen;
   integrated_gradients_options o{.steps = 20, .internal_batch_size = 6};
   o.execution.batch_size = 4;
@@ -804,7 +804,7 @@ TEST_CASE("gradient methods: progress and cancellation", "[attribution][gradient
 TEST_CASE("gradient methods: bad options are rejected", "[attribution][gradient][errors]") {
   const auto model = tiny_mixer::random(11, 8, 6, 2, 8);
   const token_sequence tokens{1, 2, 3};
-  const target t = target::log_prob(4);
+  const target t = target::log_probability(4);
   REQUIRE_THROWS_MATCHES(integrated_gradients(model, tokens, t, {.steps = 0}), glassbox::error,
                          what_contains("glassbox::integrated_gradients: steps must be >= 1, got 0"));
   REQUIRE_THROWS_MATCHES(

@@ -426,7 +426,7 @@ TEST_CASE("perturbation: Shapley axioms and a brute-force reference on a nonline
   const toy_mlp model(5);
   // Tokens 4 at positions 1 and 4 are interchangeable; token 9 is ignored by the model.
   const token_sequence tokens = {2, 4, 7, 9, 4, 3};
-  const target t = target::log_prob(1);
+  const target t = target::log_probability(1);
   const double full = t.value_of(model.logits(tokens));
   const double empty = t.value_of(model.logits(token_sequence(tokens.size(), 0)));
 
@@ -481,7 +481,7 @@ TEST_CASE("perturbation: Shapley sampling standard errors follow their definitio
   // first kind, the mean is (k a + (n - k) b) / n and the standard error follows in closed form.
   const toy_mlp model(6);
   const token_sequence tokens = {5, 2};
-  const target t = target::log_prob(4);
+  const target t = target::log_probability(4);
   auto f = [&](token_sequence s) { return t.value_of(model.logits(s)); };
   const double a = f({5, 0}) - f({0, 0}), b = f({5, 2}) - f({0, 2});
   const std::size_t n = 9;
@@ -505,7 +505,7 @@ TEST_CASE("perturbation: KernelSHAP and Shapley sampling converge to exact Shapl
           "[attribution][perturbation]") {
   const toy_mlp model(7);
   const token_sequence tokens = {1, 2, 3, 4, 5, 6, 7, 8, 2, 5};  // 10 features, 2^10 coalitions
-  const target t = target::log_prob(2);
+  const target t = target::log_probability(2);
   const auto exact = shapley_exact(model, tokens, t).scores;
   constexpr std::uint64_t seeds = 8;
   auto error = [&](auto method) {
@@ -615,8 +615,8 @@ TEST_CASE("perturbation: the KernelSHAP design", "[attribution][perturbation]") 
   SECTION("unpaired KernelSHAP keeps efficiency and reaches the exact values at full budget") {
     const toy_mlp model(8);
     const token_sequence tokens = {1, 3, 5, 7, 2};
-    const auto exact = shapley_exact(model, tokens, target::log_prob(0));
-    const auto r = kernel_shap(model, tokens, target::log_prob(0), {.n_samples = 30, .paired = false});
+    const auto exact = shapley_exact(model, tokens, target::log_probability(0));
+    const auto r = kernel_shap(model, tokens, target::log_probability(0), {.n_samples = 30, .paired = false});
     for (std::size_t i = 0; i < 5; ++i) CHECK(r.scores[i] == Approx(exact.scores[i]).margin(1e-10));
   }
 }
@@ -695,7 +695,7 @@ TEST_CASE("perturbation: same seed, same bits, whatever the batch size and threa
           "[attribution][perturbation]") {
   const toy_mlp model(9);
   const token_sequence tokens = {1, 2, 3, 4, 5, 6, 7, 8, 3, 1, 6};
-  const target t = target::log_prob(3);
+  const target t = target::log_probability(3);
   auto run_all = [&](std::size_t batch, std::size_t threads, std::uint64_t seed) {
     const execution_options exec = execution_with(batch, threads);
     return std::vector<attribution_result>{
@@ -765,7 +765,7 @@ TEST_CASE("perturbation: progress reports and cancellation", "[attribution][pert
 TEST_CASE("perturbation: a single feature gets the whole difference", "[attribution][perturbation]") {
   const toy_mlp model(12);
   const token_sequence tokens = {3, 5, 2};
-  const target t = target::log_prob(1);
+  const target t = target::log_probability(1);
   const std::vector<int> one = {0, 0, -1};  // one feature of two tokens, the last token held fixed
   const double delta = t.value_of(model.logits(tokens)) - t.value_of(model.logits(token_sequence{0, 0, 2}));
   for (const auto& r :
@@ -868,7 +868,7 @@ TEST_CASE("perturbation: on a small GPT-2", "[attribution][perturbation][gpt2]")
   c.vocab_size = 30;
   c.pad_token_id = 0;
   const auto model = models::gpt2::random(c, 5);
-  const target t = target::log_prob(4);
+  const target t = target::log_probability(4);
   // The library evaluates through the model's stacked batch pass, the references below through
   // single passes: float rounding differs by ~1e-7 of values of size ~3, hence 1e-5.
   constexpr double tol = 1e-5;
@@ -915,7 +915,7 @@ TEST_CASE("perturbation: the default baseline resolves per model", "[attribution
   c.vocab_size = 30;  // no pad_token_id, as the public GPT-2
   const auto model = models::gpt2::random(c, 6);
   REQUIRE_FALSE(model.pad_token().has_value());
-  const target t = target::log_prob(4);
+  const target t = target::log_probability(4);
   const token_sequence tokens = {5, 7, 9, 11, 3};
   // Batched library passes against single reference passes: float rounding ~1e-7 of values ~3.
   constexpr double tol = 1e-5;
@@ -1017,8 +1017,8 @@ TEST_CASE("perturbation: causal prefix reuse gives the values of evaluating ever
   const token_sequence tokens = {3, 5, 7, 9, 11, 13, 2, 4, 6, 8};
 
   // A target at the last row, and one at row 6 (tokens after it cannot change it), and a sequence target.
-  const std::vector<target> targets = {target::log_prob(3), target::logit(4, 6),
-                                       target::sequence_log_prob(token_sequence{4, 6, 8})};
+  const std::vector<target> targets = {target::log_probability(3), target::logit(4, 6),
+                                       target::sequence_log_probability(token_sequence{4, 6, 8})};
   for (const auto& base : {baseline::token(1), baseline::zero()}) {
     for (const auto& t : targets) {
       auto run = [&](bool reuse) {
@@ -1076,7 +1076,7 @@ TEST_CASE("perturbation: causal prefix reuse computes only the positions after e
   const std::size_t T = tokens.size();
   const counting_prefix_model model{gpt2};
   static_assert(concepts::has_prefix_cache<counting_prefix_model>);
-  const auto r = feature_ablation(model, tokens, target::log_prob(3), {.baseline = baseline::token(1)});
+  const auto r = feature_ablation(model, tokens, target::log_probability(3), {.baseline = baseline::token(1)});
   // Ablating token i changes positions i.. only: resumed at i from the cache of the input.
   CHECK(model.caches == 1);
   std::size_t expected = 0;
@@ -1090,7 +1090,7 @@ TEST_CASE("perturbation: causal prefix reuse computes only the positions after e
   const counting_prefix_model plain{gpt2};
   execution_options e;
   e.reuse_prefix = false;
-  const auto q = feature_ablation(plain, tokens, target::log_prob(3), {.baseline = baseline::token(1), .execution = e});
+  const auto q = feature_ablation(plain, tokens, target::log_probability(3), {.baseline = baseline::token(1), .execution = e});
   CHECK(plain.resumed_positions == 0);
   CHECK(plain.scratch_positions == (T + 2) * T);
   for (std::size_t i = 0; i < T; ++i) CHECK(r.scores[i] == Approx(q.scores[i]).margin(1e-5));

@@ -49,7 +49,7 @@ TEST_CASE("targets: gradients match central finite differences", "[core][target]
   const std::vector<std::pair<std::string, target>> cases = {
       {"logit", target::logit(3)},
       {"probability", target::probability(3)},
-      {"log-probability", target::log_prob(5)},
+      {"log-probability", target::log_probability(5)},
       {"contrast of logits", target::contrast(1, 4, target_kind::logit)},
       {"contrast of probabilities", target::contrast(1, 4, target_kind::probability)},
       {"contrast of log-probabilities", target::contrast(2, 6, target_kind::log_probability)},
@@ -65,7 +65,7 @@ TEST_CASE("targets: gradients match central finite differences", "[core][target]
     }
   }
   SECTION("sequence log-probability") {
-    const target t = target::sequence_log_prob({2, 0, 6});
+    const target t = target::sequence_log_probability({2, 0, 6});
     const tensor2 z = random_logits(3, 7, 12);
     tensor2 d;
     t.value_and_gradient(z, d);
@@ -77,13 +77,13 @@ TEST_CASE("targets: gradients match central finite differences", "[core][target]
 TEST_CASE("targets: values equal their definitions", "[core][target]") {
   const tensor2 z = random_logits(4, 9, 3);
   CHECK(target::logit(2, 1).value_of(z) == Approx(z(1, 2)));
-  CHECK(target::log_prob(4).value_of(z) == Approx(log_softmax(z, 3, 4)).epsilon(1e-12));
+  CHECK(target::log_probability(4).value_of(z) == Approx(log_softmax(z, 3, 4)).epsilon(1e-12));
   CHECK(target::probability(4, -2).value_of(z) == Approx(std::exp(log_softmax(z, 2, 4))).epsilon(1e-12));
   // log p(a) - log p(b) = z_a - z_b: the normaliser cancels.
   CHECK(target::contrast(1, 7).value_of(z) == Approx(double(z(3, 1)) - double(z(3, 7))).epsilon(1e-6));
   // A continuation of 2 tokens at the end of 4 rows is predicted by rows 1 and 2.
   const double expected = log_softmax(z, 1, 5) + log_softmax(z, 2, 8);
-  CHECK(target::sequence_log_prob({5, 8}).value_of(z) == Approx(expected).epsilon(1e-12));
+  CHECK(target::sequence_log_probability({5, 8}).value_of(z) == Approx(expected).epsilon(1e-12));
 }
 
 TEST_CASE("targets: rows resolve like Python indices and fail clearly", "[core][target]") {
@@ -91,21 +91,21 @@ TEST_CASE("targets: rows resolve like Python indices and fail clearly", "[core][
   CHECK(target::logit(0, -2).rows(5) == std::vector<std::size_t>{3});
   CHECK(target::logit(0, 0).rows(5) == std::vector<std::size_t>{0});
   CHECK(target::logit(0).rows(1) == std::vector<std::size_t>{0});  // a classifier's one row
-  CHECK(target::sequence_log_prob({1, 2}).rows(5) == std::vector<std::size_t>{2, 3});
+  CHECK(target::sequence_log_probability({1, 2}).rows(5) == std::vector<std::size_t>{2, 3});
   REQUIRE_THROWS_MATCHES(target::logit(0, 5).rows(5), shape_error, what_contains("position 5 outside an output of 5 rows"));
   REQUIRE_THROWS_MATCHES(target::logit(0, -6).rows(5), shape_error, what_contains("position -6"));
-  REQUIRE_THROWS_MATCHES(target::sequence_log_prob({1, 2}).rows(2), shape_error, what_contains("needs at least 3 output rows"));
-  REQUIRE_THROWS_MATCHES(target::sequence_log_prob({}), shape_error, what_contains("continuation must not be empty"));
-  REQUIRE_THROWS_MATCHES(target::log_prob(12).value(random_logits(1, 9, 1)), shape_error,
+  REQUIRE_THROWS_MATCHES(target::sequence_log_probability({1, 2}).rows(2), shape_error, what_contains("needs at least 3 output rows"));
+  REQUIRE_THROWS_MATCHES(target::sequence_log_probability({}), shape_error, what_contains("continuation must not be empty"));
+  REQUIRE_THROWS_MATCHES(target::log_probability(12).value(random_logits(1, 9, 1)), shape_error,
                          what_contains("token 12 outside an output of 9 columns"));
   REQUIRE_THROWS_MATCHES(target::contrast(1, 2, target_kind::contrast), error, what_contains("of must be logit"));
 }
 
 TEST_CASE("output_seed: wraps a target or any scalar", "[core][target]") {
   const tensor2 z = random_logits(1, 5, 9);
-  output_seed from_target = target::log_prob(1);
+  output_seed from_target = target::log_probability(1);
   tensor2 d;
-  CHECK(from_target(z, d) == Approx(target::log_prob(1).value(z)));
+  CHECK(from_target(z, d) == Approx(target::log_probability(1).value(z)));
   output_seed custom([](std::size_t n) { return std::vector<std::size_t>{n - 1}; },
                      [](const tensor2& zz, tensor2& dz) {
                        dz = xt::ones<float>(zz.shape());
@@ -202,7 +202,7 @@ std::vector<token_sequence> random_inputs(std::size_t n, std::size_t vocab, std:
 
 TEST_CASE("execution: results do not depend on batch size, threads or batched members", "[core][execution]") {
   const auto model = models::linear_bag::random(20, 6, 5, 3);
-  const target t = target::log_prob(2);
+  const target t = target::log_probability(2);
   for (bool ragged : {false, true}) {
     const auto inputs = random_inputs(37, 20, ragged ? 2 : 1, ragged);
     std::vector<double> expected;

@@ -656,7 +656,7 @@ TEST_CASE("gpt2 in float: gradients agree with double and with float finite diff
   CHECK(relative_error(flat(ge.gradient), flat(gd.gradient)) < 1e-5);
   const auto example = training_example::next_token({3, 11, 0, 7, 7, 12});
   CHECK(relative_error(flat(fm.loss_gradient(example).gradient), flat(dm.loss_gradient(example).gradient)) < 1e-5);
-  const auto target = glassbox::target::log_prob(4);
+  const auto target = glassbox::target::log_probability(4);
   const auto ga = fm.attention_gradient(t, target);
   CHECK(relative_error(flat(ga.gradient), flat(dm.attention_gradient(t, target).gradient)) < 1e-5);
 
@@ -684,7 +684,7 @@ TEST_CASE("gpt2 serves every rung of the model ladder through the library's disp
   STATIC_REQUIRE(glassbox::check_differentiable_model<fmodel>());
   STATIC_REQUIRE(glassbox::is_thread_safe<fmodel>());
   const auto fm = float_copy(double_model(tiny_config()));
-  const auto target = glassbox::target::log_prob(2);
+  const auto target = glassbox::target::log_probability(2);
   std::vector<glassbox::token_sequence> inputs{{1, 2, 3}, {4, 5, 6}, {7, 8, 9}, {1, 1}};
   glassbox::execution_options exec;
   exec.batch_size = 2;
@@ -726,7 +726,7 @@ TEST_CASE("gpt2 passes do not allocate per layer after warm-up", "[models][gpt2]
     c.n_layer = layers;
     const auto fm = float_copy(double_model(c));
     const glassbox::tensor2 e = fm.embed(sample_tokens);
-    const auto target = glassbox::target::log_prob(3);
+    const auto target = glassbox::target::log_probability(3);
     const auto example = training_example::next_token(sample_tokens);
     auto run = [&] {
       (void)fm.logits(sample_tokens);

@@ -225,10 +225,10 @@ TEST_CASE("influence measurements are weighted sums of losses with lower = bette
   token_sequence all = prompt;
   all.insert(all.end(), completion.begin(), completion.end());
 
-  SECTION("completion: f = -sum_j log p(c_j | prompt, c_<j), as target::sequence_log_prob reads it") {
+  SECTION("completion: f = -sum_j log p(c_j | prompt, c_<j), as target::sequence_log_probability reads it") {
     const auto f = measurement::completion(prompt, completion);
     CHECK(f.kind() == glassbox::measurement_kind::completion);
-    const double log_p = glassbox::target::sequence_log_prob(completion).value_of(model.logits(all));
+    const double log_p = glassbox::target::sequence_log_probability(completion).value_of(model.logits(all));
     // Both sum the same float logits' log-softmax in double: agreement to float rounding of the loss.
     CHECK(glassbox::measurement_value(model, f) == Approx(-log_p).epsilon(1e-5));
   }

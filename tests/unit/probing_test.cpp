@@ -1200,7 +1200,7 @@ TEST_CASE("TCAV sensitivities on GPT-2 equal finite differences of the edited fo
   std::vector<token_sequence> inputs(4);
   for (auto& s : inputs)
     for (int t = 0; t < 6; ++t) s.push_back(static_cast<token_id>(g.below(23)));
-  const auto t = target::log_prob(5);
+  const auto t = target::log_probability(5);
   const std::vector<std::size_t> layers{0, 2};
   const auto v = random_unit(16, g);
   for (const auto pooling : {activation_pooling::last, activation_pooling::mean}) {

@@ -57,8 +57,8 @@ TEST_CASE("json: an attribution survives a round trip", "[report][json]") {
 }
 
 TEST_CASE("json: every target kind round trips", "[report][json]") {
-  for (const target& t : {target::logit(3, 0), target::probability(1), target::log_prob(2, -3),
-                          target::sequence_log_prob({4, 5, 6}), target::contrast(1, 2)})
+  for (const target& t : {target::logit(3, 0), target::probability(1), target::log_probability(2, -3),
+                          target::sequence_log_probability({4, 5, 6}), target::contrast(1, 2)})
     CHECK(report::target_from_json(report::to_json(t)) == t);
 }
 

@@ -193,7 +193,7 @@ inline attention_relevance_result attgrad(const tensor4& attentions, const tenso
 
 /// Attention x gradient of one input for target `t`: one forward + backward pass.
 ///
-/// Example: `auto r = glassbox::attgrad(model, tokens, glassbox::target::log_prob(positive));`
+/// Example: `auto r = glassbox::attgrad(model, tokens, glassbox::target::log_probability(positive));`
 template <class M>
 attention_relevance_result attgrad(const M& model, token_span tokens, const target& t,
                                    const attgrad_options& options = {}) {

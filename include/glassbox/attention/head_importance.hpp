@@ -74,7 +74,7 @@ namespace detail {
 
 /// f for one example under the task options.
 inline target example_target(const head_task_options& o, const labelled_example& e) {
-  return o.make_target ? o.make_target(e) : target::log_prob(e.label);
+  return o.make_target ? o.make_target(e) : target::log_probability(e.label);
 }
 
 /// Checks a data set against a vocabulary of V tokens and the candidate list.

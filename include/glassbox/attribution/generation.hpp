@@ -128,7 +128,7 @@ sequence_attribution_result attribute_generation(const M& model, token_span prom
   for (std::size_t g = 0; g < g_count; ++g) {
     const token_span prefix(out.token_ids.data(), p + g);
     const token_id token = continuation[g];
-    target t = target::log_prob(token);
+    target t = target::log_probability(token);
     if (!options.foils.empty()) {
       t = target::contrast(token, options.foils[g], options.kind);
     } else if (options.kind == target_kind::logit) {

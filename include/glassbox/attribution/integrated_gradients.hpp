@@ -332,7 +332,7 @@ embedding_attributions attribute_embeddings(const M& model, token_span tokens, s
 /// convergence_delta = sum(scores) - (f(x) - f(x')) and, under "steps_used", the steps of the final rule.
 /// Cost: steps forward + backward passes (batched) and 2 forward passes.
 ///
-/// Example: `auto r = glassbox::integrated_gradients(model, tokens, glassbox::target::log_prob(id), {.steps = 32});`
+/// Example: `auto r = glassbox::integrated_gradients(model, tokens, glassbox::target::log_probability(id), {.steps = 32});`
 template <class M>
 attribution_result integrated_gradients(const M& model, token_span tokens, const target& t,
                                         const integrated_gradients_options& options = {}) {

@@ -43,7 +43,7 @@ struct feature_ablation_options {
 /// windows that cover it. Every token carries its feature's score. Costs windows + 2 evaluations
 /// (f(x) and f(baseline) included).
 ///
-/// Example: `auto r = glassbox::occlusion(model, tokens, glassbox::target::log_prob(label), {.window = 3});`
+/// Example: `auto r = glassbox::occlusion(model, tokens, glassbox::target::log_probability(label), {.window = 3});`
 template <class M>
 attribution_result occlusion(const M& model, token_span tokens, const target& t,
                              const occlusion_options& options = {}) {

@@ -189,7 +189,7 @@ embedding_attributions attribute_embeddings(const M& model, token_span tokens, s
 /// default, as Captum's Saliency), reduced per token by the L2 norm (as inseq). One forward +
 /// backward pass. No baseline, no completeness.
 ///
-/// Example: `auto r = glassbox::saliency(model, tokens, glassbox::target::log_prob(id));`
+/// Example: `auto r = glassbox::saliency(model, tokens, glassbox::target::log_probability(id));`
 template <class M>
 attribution_result saliency(const M& model, token_span tokens, const target& t, const saliency_options& options = {}) {
   static_assert(check_differentiable_model<M>());

@@ -44,7 +44,7 @@ constexpr std::string_view to_string(target_kind kind) {
 
 /// A scalar function of a model's logits and its derivative: the thing an attribution explains.
 ///
-/// Example: `auto t = glassbox::target::log_prob(positive_id);` explains log p(positive) at the
+/// Example: `auto t = glassbox::target::log_probability(positive_id);` explains log p(positive) at the
 /// last position; `target::contrast(good, bad)` explains why `good` rather than `bad`.
 class target {
  public:
@@ -57,13 +57,13 @@ class target {
     return target(target_kind::probability, token, -1, position, {}, target_kind::probability);
   }
   /// The log-probability log softmax(z)[token] at output row `position`.
-  static target log_prob(token_id token, std::ptrdiff_t position = -1) {
+  static target log_probability(token_id token, std::ptrdiff_t position = -1) {
     return target(target_kind::log_probability, token, -1, position, {}, target_kind::log_probability);
   }
   /// The summed log-probability of `continuation`, which must be the last tokens of the input
   /// (teacher forcing): sum_j log p(c_j | tokens before c_j). Attributes a generated answer to its prompt.
-  static target sequence_log_prob(token_sequence continuation) {
-    detail::require<shape_error>(!continuation.empty(), "glassbox::target::sequence_log_prob: continuation must not be empty");
+  static target sequence_log_probability(token_sequence continuation) {
+    detail::require<shape_error>(!continuation.empty(), "glassbox::target::sequence_log_probability: continuation must not be empty");
     return target(target_kind::sequence_log_probability, -1, -1, -1, std::move(continuation),
                   target_kind::log_probability);
   }

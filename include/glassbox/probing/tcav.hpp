@@ -300,7 +300,7 @@ inline fitted_cav fit_cav(const tensor2& positives, std::span<const std::size_t>
 /// Example:
 ///   glassbox::tcav_concept negated{"negated", negated_reviews};
 ///   auto r = glassbox::tcav(model, std::span(&negated, 1), other_reviews, test_reviews,
-///                           glassbox::target::log_prob(positive_id), {.layers = {2, 3, 4}});
+///                           glassbox::target::log_probability(positive_id), {.layers = {2, 3, 4}});
 template <class M>
 tcav_result tcav(const M& model, std::span<const tcav_concept> concepts,
                  std::span<const token_sequence> random_examples, std::span<const token_sequence> inputs,

@@ -100,9 +100,9 @@ inline target target_from_json(const json& j) {
     case target_kind::probability:
       return target::probability(j.at("token").get<token_id>(), j.at("position").get<std::ptrdiff_t>());
     case target_kind::log_probability:
-      return target::log_prob(j.at("token").get<token_id>(), j.at("position").get<std::ptrdiff_t>());
+      return target::log_probability(j.at("token").get<token_id>(), j.at("position").get<std::ptrdiff_t>());
     case target_kind::sequence_log_probability:
-      return target::sequence_log_prob(j.at("continuation").get<token_sequence>());
+      return target::sequence_log_probability(j.at("continuation").get<token_sequence>());
     case target_kind::contrast:
       return target::contrast(j.at("token").get<token_id>(), j.at("foil").get<token_id>(),
                               kind_from(j.at("of").get<std::string>()), j.at("position").get<std::ptrdiff_t>());

@@ -107,7 +107,7 @@ inline target with_position(const target& t, std::ptrdiff_t position) {
     case target_kind::probability:
       return target::probability(t.token(), position);
     case target_kind::log_probability:
-      return target::log_prob(t.token(), position);
+      return target::log_probability(t.token(), position);
     case target_kind::contrast:
       return target::contrast(t.token(), t.foil(), t.contrast_of(), position);
     case target_kind::sequence_log_probability:
