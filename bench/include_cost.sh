@@ -7,6 +7,7 @@
 #   bench/include_cost.sh                      every public header, best of 3
 #   CXX=clang++-14 bench/include_cost.sh       another compiler
 #   REPEAT=1 bench/include_cost.sh glassbox/core.hpp glassbox/attribution.hpp   some headers, once
+#   FIRST_USE=0 bench/include_cost.sh ...      without the first-use compile
 #
 # Times are user + system CPU seconds of the compiler (GNU time is not needed: bash's `times` of a
 # subshell), so a busy machine inflates them less than wall time; run it on a quiet machine anyway.
@@ -23,8 +24,13 @@ compile_seconds() {
   local best=""
   for ((k = 0; k < repeat; ++k)); do
     local t
-    t=$( { TIMEFORMAT='%U %S'; time "$cxx" "${flags[@]}" -c "$1" -o "$work/out.o"; } 2>&1 | tail -n 1 |
-         awk '{printf "%.2f", $1 + $2}')
+    local log
+    log=$( { TIMEFORMAT='%U %S'; time "$cxx" "${flags[@]}" -c "$1" -o "$work/out.o" 2>&1; } 2>&1 ) || {
+      echo "include_cost.sh: compiling $1 failed:" >&2
+      echo "$log" >&2
+      exit 1
+    }
+    t=$(echo "$log" | tail -n 1 | awk '{printf "%.2f", $1 + $2}')
     if [[ -z "$best" ]] || awk "BEGIN {exit !($t < $best)}"; then best=$t; fi
   done
   echo "$best"
@@ -54,6 +60,8 @@ for h in "${headers[@]}"; do
   s=$(header_seconds "$h")
   printf '| `%s` | %s | %.2f |\n' "$h" "$s" "$(awk "BEGIN {print $s / $eigen}")"
 done
+
+[[ "${FIRST_USE:-1}" == 0 ]] && exit 0
 
 # A first real use: one integrated-gradients call on the reference GPT-2 (the model compiled in the
 # same translation unit, as a user's first program would).

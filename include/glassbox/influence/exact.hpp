@@ -55,8 +55,10 @@ struct eigen_inverse {
   Eigen::VectorXd values;   ///< mu, ascending
   double damping = 0;       ///< lambda
 
-  /// (H + lambda I)^{-1} g.
-  Eigen::VectorXd solve(const Eigen::VectorXd& g) const {
+  /// (H + lambda I)^{-1} g. (A template, so that its products are compiled only where it is called:
+  /// docs/building.md, "Include cost".)
+  template <class Vector = Eigen::VectorXd>
+  Eigen::VectorXd solve(const Vector& g) const {
     const Eigen::VectorXd c = vectors.transpose() * g;
     return vectors * (c.array() / (values.array() + damping)).matrix();
   }
@@ -66,9 +68,12 @@ struct eigen_inverse {
 /// eigenvalues are known to ~1e-7 max |mu| only.
 inline constexpr double singular_tolerance = 1e-6;
 
-/// Eigendecomposes a symmetric matrix and checks that H + lambda I is not singular.
-inline eigen_inverse decompose_curvature(const Eigen::MatrixXd& h, double damping, std::string_view caller) {
-  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> solver(h);
+/// Eigendecomposes a symmetric matrix and checks that H + lambda I is not singular. (A template on the
+/// scalar, double in every caller, so that the eigensolver is compiled only where it is called.)
+template <class Real = double>
+eigen_inverse decompose_curvature(const Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic>& h, double damping,
+                                  std::string_view caller) {
+  Eigen::SelfAdjointEigenSolver<Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic>> solver(h);
   require(solver.info() == Eigen::Success, "glassbox::{}: the eigendecomposition of H did not converge", caller);
   eigen_inverse out{solver.eigenvectors(), solver.eigenvalues(), damping};
   const double largest = out.values.size() == 0 ? 0.0 : out.values.cwiseAbs().maxCoeff();

@@ -85,14 +85,17 @@ void kfac_check_model(const M& model, const kfac_factors& factors, std::string_v
 }
 
 /// Per tracked layer, the gradient G = sum_t g_t a_t^T [d_out, d_in + 1] of one statistics call.
-inline std::vector<kfac_matrix> kfac_layer_gradients(std::vector<linear_layer_statistics>& stats,
+/// (A template, float always, so that its products are compiled only where it is called:
+/// docs/building.md, "Include cost".)
+template <class Real = float>
+std::vector<row_matrix<Real>> kfac_layer_gradients(std::vector<linear_layer_statistics>& stats,
                                                      std::span<const kfac_layer_factors> layers,
                                                      std::string_view caller, std::string_view what,
                                                      std::size_t index) {
-  std::vector<kfac_matrix> out(layers.size());
+  std::vector<row_matrix<Real>> out(layers.size());
   for (std::size_t l = 0; l < layers.size(); ++l) {
     const std::size_t pos = kfac_find_layer(stats, layers[l], l, caller, index, what);
-    const kfac_matrix a = kfac_augmented(stats[pos].inputs, layers[l].has_bias);
+    const row_matrix<Real> a = kfac_augmented(stats[pos].inputs, layers[l].has_bias);
     out[l] = kfac_view(stats[pos].output_gradients).transpose() * a;
   }
   return out;
@@ -127,8 +130,11 @@ inline void kfac_check_example(const training_example& e, std::size_t index, std
 }
 
 /// Per-query score contributions of one layer of one example, token by token: [Q, n] (rows: queries).
-inline detail::row_matrix<double> kfac_layer_token_scores(const kfac_query_batch::layer& q, std::size_t queries,
-                                                  const kfac_matrix& a, const kfac_matrix& g) {
+/// (A template, float always, so that its products are compiled only where it is called.)
+template <class Real = float>
+detail::row_matrix<double> kfac_layer_token_scores(const kfac_query_batch::layer& q, std::size_t queries,
+                                                   const row_matrix<Real>& a, const row_matrix<Real>& g) {
+  using kfac_matrix = row_matrix<Real>;
   const Eigen::Index n = a.rows();
   detail::row_matrix<double> out(kfac_ix(queries), n);
   if (q.rank == 0) {
@@ -136,7 +142,7 @@ inline detail::row_matrix<double> kfac_layer_token_scores(const kfac_query_batch
     for (std::size_t k = 0; k < queries; ++k) {
       const kfac_cmap p(q.full.data() + static_cast<Eigen::Index>(k) * o * d, o, d);
       const kfac_matrix gp = g * p;  // [n, d]
-      out.row(kfac_ix(k)) = (gp.array() * a.array()).cast<double>().rowwise().sum().transpose();
+      out.row(kfac_ix(k)) = (gp.array() * a.array()).template cast<double>().rowwise().sum().transpose();
     }
   } else {
     const kfac_matrix x = g * q.left;   // [n, Qk]
@@ -144,7 +150,7 @@ inline detail::row_matrix<double> kfac_layer_token_scores(const kfac_query_batch
     const auto k = kfac_ix(q.rank);
     for (std::size_t j = 0; j < queries; ++j)
       out.row(kfac_ix(j)) = (x.middleCols(kfac_ix(j) * k, k).array() * y.middleCols(kfac_ix(j) * k, k).array())
-                                .cast<double>()
+                                .template cast<double>()
                                 .rowwise()
                                 .sum()
                                 .transpose();

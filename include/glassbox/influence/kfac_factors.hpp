@@ -27,6 +27,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -412,8 +413,11 @@ inline kfac_matrix kfac_augmented(const tensor2& inputs, bool bias) {
   return a;
 }
 
-/// Q_S^T (g^T a) Q_A, by whichever order of products is cheaper.
-inline kfac_matrix kfac_rotated(const kfac_cmap& g, const kfac_matrix& a, const kfac_cmap& qs, const kfac_cmap& qa) {
+/// Q_S^T (g^T a) Q_A, by whichever order of products is cheaper. (A template, float in every caller, so
+/// that its products are compiled only where it is called: docs/building.md, "Include cost".)
+template <class Real = float>
+row_matrix<Real> kfac_rotated(const kfac_cmap& g, const row_matrix<Real>& a, const kfac_cmap& qs, const kfac_cmap& qa) {
+  using kfac_matrix = row_matrix<Real>;
   const double n = static_cast<double>(g.rows()), o = static_cast<double>(g.cols()), i = static_cast<double>(a.cols());
   if (n * (o * o + i * i + o * i) <= n * o * i + o * o * i + o * i * i) {
     const kfac_matrix x = g * qs;  // [n, o]
@@ -476,22 +480,24 @@ inline void kfac_check_options(const kfac_fit_options& o, std::string_view calle
 }
 
 /// Symmetrises `c`, eigendecomposes it in double and stores the matrix, eigenvalues and eigenvectors as float.
-inline void kfac_eigen(const detail::row_matrix<double>& c, tensor2& matrix, tensor1& values, tensor2& vectors,
-                       std::string_view caller, std::string_view what, std::string_view layer) {
+/// (A template, double in every caller, so that the eigensolver is compiled only where it is called.)
+template <class Real = double>
+void kfac_eigen(const detail::row_matrix<Real>& c, tensor2& matrix, tensor1& values, tensor2& vectors,
+                std::string_view caller, std::string_view what, std::string_view layer) {
   for (Eigen::Index i = 0; i < c.size(); ++i)
     require<model_error>(std::isfinite(c.data()[i]), "glassbox::{}: the {} of layer {} is not finite (entry {} is {})",
                          caller, what, layer, i, c.data()[i]);
-  const detail::row_matrix<double> sym = 0.5 * (c + c.transpose());
-  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> solver(sym);
+  const detail::row_matrix<Real> sym = 0.5 * (c + c.transpose());
+  Eigen::SelfAdjointEigenSolver<Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic>> solver(sym);
   require<model_error>(solver.info() == Eigen::Success, "glassbox::{}: the eigendecomposition of the {} of layer {} failed",
                        caller, what, layer);
   const std::size_t d = static_cast<std::size_t>(c.rows());
   matrix = tensor2({d, d});
   values = tensor1::from_shape({d});
   vectors = tensor2({d, d});
-  Eigen::Map<detail::row_matrix<float>>(matrix.data(), c.rows(), c.cols()) = sym.cast<float>();
-  Eigen::Map<detail::vector<float>>(values.data(), c.rows()) = solver.eigenvalues().cast<float>();
-  Eigen::Map<detail::row_matrix<float>>(vectors.data(), c.rows(), c.cols()) = solver.eigenvectors().cast<float>();
+  Eigen::Map<detail::row_matrix<float>>(matrix.data(), c.rows(), c.cols()) = sym.template cast<float>();
+  Eigen::Map<detail::vector<float>>(values.data(), c.rows()) = solver.eigenvalues().template cast<float>();
+  Eigen::Map<detail::row_matrix<float>>(vectors.data(), c.rows(), c.cols()) = solver.eigenvectors().template cast<float>();
 }
 
 }  // namespace detail
@@ -544,7 +550,9 @@ kfac_covariance_sums kfac_covariance_pass(const M& model, std::span<const traini
 }
 
 /// Normalises covariance sums into A and S, symmetrises them and eigendecomposes them (in double) into `factors`.
-inline void kfac_finish_covariances(kfac_factors& factors, const kfac_covariance_sums& sums) {
+/// (`Real` is the scalar of the eigendecompositions: leave it at double.)
+template <class Real = double>
+void kfac_finish_covariances(kfac_factors& factors, const kfac_covariance_sums& sums) {
   detail::require(sums.activation.size() == factors.layers.size() && sums.gradient.size() == factors.layers.size() &&
                       sums.tokens.size() == factors.layers.size(),
                   "glassbox::kfac_finish_covariances: sums must hold {} layers, got {}", factors.layers.size(),
@@ -555,8 +563,8 @@ inline void kfac_finish_covariances(kfac_factors& factors, const kfac_covariance
     detail::require(sums.tokens[l] >= 1, "glassbox::kfac_finish_covariances: layer {} must have seen at least one row",
                     f.name);
     const double tokens = static_cast<double>(sums.tokens[l]);
-    const detail::row_matrix<double> ca = Eigen::Map<const detail::row_matrix<double>>(sums.activation[l].data(), a, a) / tokens;
-    const detail::row_matrix<double> cs = Eigen::Map<const detail::row_matrix<double>>(sums.gradient[l].data(), o, o) / tokens;
+    const detail::row_matrix<Real> ca = Eigen::Map<const detail::row_matrix<Real>>(sums.activation[l].data(), a, a) / tokens;
+    const detail::row_matrix<Real> cs = Eigen::Map<const detail::row_matrix<Real>>(sums.gradient[l].data(), o, o) / tokens;
     detail::kfac_eigen(ca, f.activation_covariance, f.activation_eigenvalues, f.activation_eigenvectors,
                        "kfac_finish_covariances", "activation covariance", f.name);
     detail::kfac_eigen(cs, f.gradient_covariance, f.gradient_eigenvalues, f.gradient_eigenvectors,
@@ -727,21 +735,22 @@ inline void kfac_check_layer(const kfac_layer_factors& f, factor_method method, 
 }
 
 /// 1 / (Lambda + damping) of one layer in the basis P divides in ([d_out, d_in + 1]; empty for identity);
-/// throws when an entry is not > 0 (zero curvature with zero damping).
-inline kfac_matrix kfac_inverse_curvature(const kfac_layer_factors& f, factor_method method, double damping,
-                                          std::string_view caller) {
+/// throws when an entry is not > 0 (zero curvature with zero damping). (`Real`: leave it at double.)
+template <class Real = double>
+kfac_matrix kfac_inverse_curvature(const kfac_layer_factors& f, factor_method method, double damping,
+                                   std::string_view caller) {
   kfac_check_layer(f, method, caller);
   const auto a = kfac_ix(f.augmented_input_dim()), o = kfac_ix(f.output_dim);
   kfac_matrix out;
   if (method == factor_method::identity) return out;
-  detail::row_matrix<double> lam(o, a);
+  detail::row_matrix<Real> lam(o, a);
   if (method == factor_method::kfac) {
     for (Eigen::Index i = 0; i < o; ++i)
       for (Eigen::Index j = 0; j < a; ++j)
         lam(i, j) = static_cast<double>(f.gradient_eigenvalues[static_cast<std::size_t>(i)]) *
                     static_cast<double>(f.activation_eigenvalues[static_cast<std::size_t>(j)]);
   } else {
-    lam = kfac_view(f.lambda).cast<double>();
+    lam = kfac_view(f.lambda).template cast<Real>();
   }
   lam.array() += damping;
   Eigen::Index bad = 0;
@@ -750,7 +759,7 @@ inline kfac_matrix kfac_inverse_curvature(const kfac_layer_factors& f, factor_me
           "glassbox::{}: damping must make Lambda + damping > 0 in layer {}, got damping {} with {} entries <= 0 (use "
           "a damping > 0)",
           caller, f.name, damping, bad);
-  out = lam.cwiseInverse().cast<float>();
+  out = lam.cwiseInverse().template cast<float>();
   return out;
 }
 
@@ -764,7 +773,9 @@ struct kfac_preconditioner {
 
   /// Preconditions the gradient V [d_out, d_in + 1] of layer `l` in place: P(V) = Q_S [(Q_S^T V Q_A) /
   /// (Lambda + damping)] Q_A^T (ekfac, kfac), V / (Lambda + damping) (diagonal), V (identity).
-  void apply(std::size_t l, Eigen::Ref<detail::row_matrix<float>> v) const {
+  /// (A template, float always, so that its products are compiled only where it is called.)
+  template <class Real = float>
+  void apply(std::size_t l, std::type_identity_t<Eigen::Ref<detail::row_matrix<Real>>> v) const {
     const auto& f = factors->layers[l];
     switch (factors->method) {
       case factor_method::identity: return;
@@ -773,8 +784,8 @@ struct kfac_preconditioner {
       case factor_method::ekfac: {
         const auto qs = detail::kfac_view(f.gradient_eigenvectors);
         const auto qa = detail::kfac_view(f.activation_eigenvectors);
-        detail::row_matrix<float> r = qs.transpose() * v;
-        detail::row_matrix<float> rr = r * qa;
+        detail::row_matrix<Real> r = qs.transpose() * v;
+        detail::row_matrix<Real> rr = r * qa;
         rr.array() *= inverses[l].array();
         r.noalias() = qs * rr;
         v.noalias() = r * qa.transpose();
@@ -786,22 +797,24 @@ struct kfac_preconditioner {
   /// <G, P(G)> of layer `l` for a layer gradient G, in double: sum (Q_S^T G Q_A)^2 / (Lambda + damping)
   /// (ekfac, kfac), sum G^2 / (Lambda + damping) (diagonal), sum G^2 (identity). `rotated` = Q_S^T G Q_A for
   /// ekfac and kfac, G otherwise.
-  double quadratic(std::size_t l, const detail::row_matrix<float>& rotated) const {
-    if (factors->method == factor_method::identity) return rotated.cast<double>().squaredNorm();
-    return (rotated.cast<double>().cwiseAbs2().array() * inverses[l].cast<double>().array()).sum();
+  template <class Real = float>
+  double quadratic(std::size_t l, const std::type_identity_t<detail::row_matrix<Real>>& rotated) const {
+    if (factors->method == factor_method::identity) return rotated.template cast<double>().squaredNorm();
+    return (rotated.template cast<double>().cwiseAbs2().array() * inverses[l].template cast<double>().array()).sum();
   }
 };
 
 /// The preconditioner of `factors` with `damping` (else the factors' damping, else 0.1 x mean(Lambda) per layer).
-/// Throws when a layer's Lambda + damping is not > 0.
-inline kfac_preconditioner make_kfac_preconditioner(const kfac_factors& factors,
+/// Throws when a layer's Lambda + damping is not > 0. (`Real`: leave it at double.)
+template <class Real = double>
+kfac_preconditioner make_kfac_preconditioner(const kfac_factors& factors,
                                                     std::optional<double> damping = std::nullopt) {
   kfac_preconditioner p;
   p.factors = &factors;
   p.dampings = kfac_dampings(factors, damping);
   for (std::size_t l = 0; l < factors.layers.size(); ++l)
     p.inverses.push_back(
-        detail::kfac_inverse_curvature(factors.layers[l], factors.method, p.dampings[l], "make_kfac_preconditioner"));
+        detail::kfac_inverse_curvature<Real>(factors.layers[l], factors.method, p.dampings[l], "make_kfac_preconditioner"));
   return p;
 }
 

@@ -15,6 +15,10 @@
 // The writer streams: activation_file_writer satisfies ActivationSink, so collect_activations can
 // send it rows in chunks (each layer's rows go to their place in the file) and never holds more
 // than its memory bound. Files are written to "<file>.partial" and renamed when complete.
+//
+// Its free functions are templates with a defaulted parameter (`template <class = void>`), so that the
+// JSON and formatting code they instantiate is compiled only where they are called (docs/building.md,
+// "Include cost").
 #pragma once
 
 #include <fmt/format.h>
@@ -55,6 +59,7 @@ inline constexpr std::string_view activation_reader_name = "glassbox::io::activa
 inline constexpr std::string_view activation_writer_name = "glassbox::io::activation_file_writer";
 
 /// "layer.K".
+template <class = void>
 inline std::string layer_tensor_name(std::size_t layer) {
   std::string name = "layer.";
   name += std::to_string(layer);
@@ -70,6 +75,7 @@ struct planned_tensor {
 };
 
 /// Writes int32 values little-endian.
+template <class = void>
 inline void write_int32(std::ofstream& out, std::span<const std::int32_t> values) {
   std::vector<unsigned char> bytes(values.size() * 4);
   for (std::size_t i = 0; i < values.size(); ++i)
@@ -78,6 +84,7 @@ inline void write_int32(std::ofstream& out, std::span<const std::int32_t> values
 }
 
 /// Writes float values little-endian.
+template <class = void>
 inline void write_float32(std::ofstream& out, std::span<const float> values) {
   if constexpr (std::endian::native == std::endian::little) {
     out.write(reinterpret_cast<const char*>(values.data()), static_cast<std::streamsize>(values.size_bytes()));
@@ -90,6 +97,7 @@ inline void write_float32(std::ofstream& out, std::span<const float> values) {
 }
 
 /// Reads an I32 tensor of `n` elements named `name` from `file` (rank 1, shape [n]).
+template <class = void>
 inline std::vector<std::int32_t> read_int32(const safetensors_reader& file, std::string_view name, std::size_t n) {
   const auto& others = file.other_entries();
   const auto it = std::find_if(others.begin(), others.end(), [&](const buffer_entry& b) { return b.name == name; });
@@ -297,6 +305,7 @@ class activation_file_writer {
 };
 
 /// Writes `set` (with its activations) as an activation file.
+template <class = void>
 inline void write_activation_file(const std::filesystem::path& file, const activation_set& set) {
   glassbox::detail::require<shape_error>(set.activations.size() == set.layers.size(),
                                          "glassbox::io::write_activation_file: the set must hold one activation matrix "
@@ -465,6 +474,7 @@ class activation_file_reader {
 };
 
 /// Reads a whole activation file (every layer in memory); see activation_file_reader.
+template <class = void>
 inline activation_set read_activation_file(const std::filesystem::path& file) {
   return activation_file_reader(file).read();
 }
@@ -477,6 +487,7 @@ struct saved_probe {
 
 /// Writes probes in scikit-learn's layout: `weight` F64 [outputs, d] and `bias` F64 [outputs] for
 /// one probe, `layer.K.weight` and `layer.K.bias` for several; metadata `layers`, and `metadata`.
+template <class = void>
 inline void write_probe_file(const std::filesystem::path& file, std::span<const saved_probe> probes,
                              std::map<std::string, std::string> metadata = {}) {
   glassbox::detail::require(!probes.empty(),
@@ -501,6 +512,7 @@ inline void write_probe_file(const std::filesystem::path& file, std::span<const 
 }
 
 /// Reads the probes of a probe file (see write_probe_file), in the order of its `layers` metadata.
+template <class = void>
 inline std::vector<saved_probe> read_probe_file(const std::filesystem::path& file) {
   const safetensors_reader in(file);
   const auto& meta = in.metadata();

@@ -15,6 +15,10 @@
 // A score shard (kfac_shard_directory) is "scores-<begin>-<end>.safetensors" in a directory: one
 // float32 tensor "scores" [rows, end - begin] and the run it belongs to in __metadata__; a shard of
 // another run is an io_error, never silently mixed in.
+//
+// Its free functions are templates with a defaulted parameter (`template <class = void>`), so that the
+// JSON and formatting code they instantiate is compiled only where they are called (docs/building.md,
+// "Include cost").
 #pragma once
 
 #include <cstddef>
@@ -43,12 +47,14 @@ inline constexpr std::string_view kfac_factors_version = "1";
 
 namespace detail {
 
+template <class = void>
 inline void kfac_io_fail [[noreturn]] (std::string_view function, const std::filesystem::path& file,
                                        const std::string& what) {
   throw io_error(fmt::format("glassbox::io::{}: {}: {}", function, file.string(), what));
 }
 
 /// The tensors a layer of `method` has, with their shapes.
+template <class = void>
 inline std::vector<std::pair<std::string, std::vector<std::size_t>>> kfac_layer_tensors(const kfac_layer_factors& l,
                                                                                         factor_method method) {
   const std::size_t a = l.augmented_input_dim(), o = l.output_dim;
@@ -66,6 +72,7 @@ inline std::vector<std::pair<std::string, std::vector<std::size_t>>> kfac_layer_
 }
 
 /// FNV-1a over bytes, continuing from `h`.
+template <class = void>
 inline std::uint64_t kfac_hash(std::uint64_t h, const void* data, std::size_t bytes) {
   const auto* p = static_cast<const unsigned char*>(data);
   for (std::size_t i = 0; i < bytes; ++i) {
@@ -75,11 +82,13 @@ inline std::uint64_t kfac_hash(std::uint64_t h, const void* data, std::size_t by
   return h;
 }
 
+template <class = void>
 inline std::uint64_t kfac_hash(std::uint64_t h, std::string_view s) {
   const std::uint64_t n = s.size();
   return kfac_hash(kfac_hash(h, &n, sizeof n), s.data(), s.size());
 }
 
+template <class = void>
 inline std::uint64_t kfac_hash(std::uint64_t h, const training_example& e) {
   const std::uint64_t n = e.tokens.size(), m = e.labels.size();
   h = kfac_hash(h, &n, sizeof n);
@@ -94,6 +103,7 @@ inline std::uint64_t kfac_hash(std::uint64_t h, const training_example& e) {
 /// in __metadata__). The file is written whole or not at all (io::write_safetensors).
 ///
 /// Example: `glassbox::io::save_kfac_factors("factors.safetensors", glassbox::fit_kfac_factors(model, train));`
+template <class = void>
 inline void save_kfac_factors(const std::filesystem::path& file, const kfac_factors& factors) {
   nlohmann::json j;
   j["method"] = std::string(to_string(factors.method));
@@ -144,6 +154,7 @@ inline void save_kfac_factors(const std::filesystem::path& file, const kfac_fact
 
 /// Reads factors written by save_kfac_factors; io_error naming the file for anything malformed:
 /// not a factors file, another version, unknown method, bad layer list, missing or misshapen tensors.
+template <class = void>
 inline kfac_factors load_kfac_factors(const std::filesystem::path& file) {
   constexpr std::string_view fn = "load_kfac_factors";
   const safetensors_reader reader(file);
@@ -254,6 +265,7 @@ kfac_factors load_kfac_factors(const std::filesystem::path& file, const M& model
 
 /// An identifier of one scoring run: the factors (model, method, fit), the damping and query rank,
 /// the queries and the training set. Shards written under one identifier are never read by another.
+template <class = void>
 inline std::string kfac_score_run_id(const kfac_factors& factors, std::span<const measurement> queries,
                                      std::span<const training_example> train, const kfac_score_options& options,
                                      std::string_view kind = "pairwise") {
@@ -286,6 +298,7 @@ inline std::string kfac_score_run_id(const kfac_factors& factors, std::span<cons
 /// Example:
 ///   auto opts = glassbox::kfac_score_options{};
 ///   opts.shards = glassbox::io::kfac_shard_directory("scores.d", glassbox::io::kfac_score_run_id(f, q, train, opts), q.size());
+template <class = void>
 inline kfac_shard_store kfac_shard_directory(const std::filesystem::path& directory, std::string run,
                                              std::size_t rows) {
   std::error_code ec;
@@ -338,6 +351,7 @@ inline kfac_shard_store kfac_shard_directory(const std::filesystem::path& direct
 }
 
 /// Writes a score matrix [queries, N] as float32 tensor "scores" (`glassbox influence score --scores`).
+template <class = void>
 inline void save_influence_scores(const std::filesystem::path& file, const tensor2& scores,
                                   const std::map<std::string, std::string>& metadata = {}) {
   const tensor_to_write t{"scores", dtype::f32, {scores.shape(0), scores.shape(1)},

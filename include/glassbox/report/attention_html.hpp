@@ -20,6 +20,10 @@
 //     cells in a row merged, white cells left out), so its DOM has at most 80 nodes;
 //   - the head view draws, per query, only its `head_view_top` strongest keys with weight >=
 //     `head_view_min_weight`, from data embedded once in the page.
+//
+// Its functions are templates with a defaulted parameter (`template <class = void>`), so that the JSON
+// and formatting code they instantiate is compiled only where they are called (docs/building.md,
+// "Include cost").
 #pragma once
 
 #include <fmt/format.h>
@@ -68,6 +72,7 @@ struct pooled_matrix {
 
 /// Pools value(i, j) over [rows, cols]: bins of ceil(n / max_bins) positions; a bin is the mean
 /// over its rows of the sum over its columns (no pooling when n <= max_bins).
+template <class = void>
 inline pooled_matrix pool(std::size_t rows, std::size_t cols,
                           const std::function<double(std::size_t, std::size_t)>& value, std::size_t max_bins) {
   pooled_matrix p;
@@ -94,6 +99,7 @@ inline pooled_matrix pool(std::size_t rows, std::size_t cols,
 }
 
 /// The label of bin b of an axis pooled in blocks of `block` positions: the token, or "#a-b".
+template <class = void>
 inline std::string bin_label(const std::vector<std::string>& labels, std::size_t b, std::size_t block,
                              std::size_t count) {
   if (block == 1) return b < labels.size() ? labels[b] : std::to_string(b);
@@ -104,6 +110,7 @@ inline std::string bin_label(const std::vector<std::string>& labels, std::size_t
 inline constexpr std::size_t heatmap_levels = 40;
 
 /// A colour as "#rrggbb".
+template <class = void>
 inline std::string hex(rgb c) { return fmt::format("#{:02x}{:02x}{:02x}", c.r, c.g, c.b); }
 
 /// How one heatmap is drawn.
@@ -119,6 +126,7 @@ struct heatmap_style {
 };
 
 /// A heatmap of a pooled matrix as one <svg>: one <rect> per non-white bin, axis labels.
+template <class = void>
 inline std::string svg_heatmap(const pooled_matrix& p, const std::vector<std::string>& row_labels,
                                const std::vector<std::string>& col_labels, const heatmap_style& style) {
   double scale = style.scale;
@@ -219,6 +227,7 @@ inline std::string svg_heatmap(const pooled_matrix& p, const std::vector<std::st
 }
 
 /// A heatmap of an [L, H] matrix, rows labelled "layer l", columns "head h", values printed.
+template <class = void>
 inline std::string svg_head_matrix(const tensor2& m, bool diverging, double max_px = 420) {
   const std::size_t layers = m.shape(0), heads = m.shape(1);
   std::vector<std::string> rl, cl;
@@ -237,6 +246,7 @@ inline std::string svg_head_matrix(const tensor2& m, bool diverging, double max_
 }
 
 /// The strongest keys of every query of one [T, T] map: [[query, key, weight], ...].
+template <class = void>
 inline json head_view_edges(std::size_t t, const std::function<double(std::size_t, std::size_t)>& a, std::size_t top,
                             double min_weight) {
   json edges = json::array();
@@ -256,11 +266,13 @@ inline json head_view_edges(std::size_t t, const std::function<double(std::size_
 }
 
 /// `text` made safe inside a <script> element (no "</" sequence).
+template <class = void>
 inline std::string script_safe(std::string text) {
   for (std::size_t k = text.find("</"); k != std::string::npos; k = text.find("</", k + 2)) text.replace(k, 2, "<\\/");
   return text;
 }
 
+template <class = void>
 inline std::string_view attention_css() {
   return R"(.grid{border-collapse:collapse}.grid td,.grid th{padding:2px;border:none;text-align:center;vertical-align:middle}
 .grid svg.thumb{cursor:pointer;border:2px solid transparent}.grid svg.thumb.sel{border-color:#e6550d}
@@ -271,6 +283,7 @@ svg.hm text{fill:#333}.note{color:#555;font-size:.85em;max-width:60em}
 }
 
 /// The head view's script: draws the embedded edges of the chosen layer and head as lines.
+template <class = void>
 inline std::string_view head_view_script() {
   return R"JS((function(){
 var D=JSON.parse(document.getElementById('hv-data').textContent);
@@ -306,12 +319,14 @@ document.querySelectorAll('svg.thumb').forEach(function(s){s.addEventListener('c
 draw();})();)JS";
 }
 
+template <class = void>
 inline std::string meta_span(std::string_view text) { return fmt::format("<span>{}</span>", html_escape(text)); }
 
 }  // namespace detail
 
 /// The HTML fragment of the layer x head grid (every head's map and each layer's heads combined,
 /// as thumbnails that select the head view) and the head view of a raw attention result.
+template <class = void>
 inline std::string attention_maps_fragment(const attention_maps_result& r, const std::vector<std::string>& tokens,
                                            const attention_view_options& o = {}) {
   const std::size_t layers = r.attentions.shape(0), heads = r.attentions.shape(1), t = r.attentions.shape(2);
@@ -398,6 +413,7 @@ inline std::string attention_maps_fragment(const attention_maps_result& r, const
 
 /// The HTML fragment of a token-to-token matrix (rollout, flow, AttGrad, Chefer): the explained
 /// position's row on the tokens, the matrix as a heatmap with token labels, and the options.
+template <class = void>
 inline std::string attention_relevance_fragment(const attention_relevance_result& r,
                                                 const std::vector<std::string>& tokens,
                                                 const attention_view_options& o = {}) {
@@ -479,6 +495,7 @@ inline std::string attention_relevance_fragment(const attention_relevance_result
 
 /// A self-contained page for one input: the method's matrix (when `relevance` is given, else the
 /// selected raw map), the layer x head grid and the head view of the raw attention.
+template <class = void>
 inline std::string attention_html(const attention_maps_result& raw, const attention_relevance_result* relevance,
                                   const std::vector<std::string>& tokens, const attention_view_options& o = {}) {
   const std::size_t t = raw.attentions.shape(2);
@@ -519,6 +536,7 @@ inline std::string attention_html(const attention_maps_result& raw, const attent
 namespace detail {
 
 /// The pruning curve as an SVG line chart: accuracy (and mean target, right axis) against heads masked.
+template <class = void>
 inline std::string svg_pruning_curve(const pruning_curve_result& c) {
   const double w = 620, h = 300, left = 56, right = 64, top = 16, bottom = 44;
   const double pw = w - left - right, ph = h - top - bottom;
@@ -606,6 +624,7 @@ inline std::string svg_pruning_curve(const pruning_curve_result& c) {
 }  // namespace detail
 
 /// A self-contained page of a head report: statistics, importance, ablation, redundancy and the pruning curve.
+template <class = void>
 inline std::string heads_html(const head_report& r, const attention_view_options& o = {}) {
   const auto [layers, heads] = head_report_shape(r);
   std::string body = "<h1>glassbox heads</h1>\n<div class=\"meta\">";

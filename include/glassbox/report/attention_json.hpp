@@ -3,6 +3,10 @@
 //                                     matrix (rollout, flow, AttGrad, Chefer, gradient-weighted rollout);
 //   "glassbox.heads" (version 1)      head statistics, head importance, the ablation check and the
 //                                     pruning curve over a data set (any of the four may be absent).
+//
+// Its functions are templates with a defaulted parameter (`template <class = void>`), so that the JSON
+// and formatting code they instantiate is compiled only where they are called (docs/building.md,
+// "Include cost").
 #pragma once
 
 #include <cstddef>
@@ -24,6 +28,7 @@ inline constexpr int attention_json_version = 2;
 namespace detail {
 
 /// A [rows, cols] tensor as an array of rows (non-finite entries as null).
+template <class = void>
 inline json matrix_json(const tensor2& m) {
   json rows = json::array();
   for (std::size_t i = 0; i < m.shape(0); ++i) {
@@ -35,6 +40,7 @@ inline json matrix_json(const tensor2& m) {
 }
 
 /// Matrix k of a [K, rows, cols] tensor as an array of rows.
+template <class = void>
 inline json slice_json(const tensor3& m, std::size_t k) {
   json rows = json::array();
   for (std::size_t i = 0; i < m.shape(1); ++i) {
@@ -46,6 +52,7 @@ inline json slice_json(const tensor3& m, std::size_t k) {
 }
 
 /// Map (l, h) of a [L, H, T, T] tensor as an array of rows.
+template <class = void>
 inline json head_json(const tensor4& a, std::size_t l, std::size_t h) {
   json rows = json::array();
   for (std::size_t i = 0; i < a.shape(2); ++i) {
@@ -56,12 +63,14 @@ inline json head_json(const tensor4& a, std::size_t l, std::size_t h) {
   return rows;
 }
 
+template <class = void>
 inline json options_json(const std::vector<named_option>& options) {
   json o = json::object();
   for (const auto& x : options) o[x.name] = option_json(x.value);
   return o;
 }
 
+template <class = void>
 inline json doubles_json(const std::vector<double>& v) {
   json a = json::array();
   for (double x : v) a.push_back(number(x));
@@ -77,6 +86,7 @@ struct attention_selection {
 };
 
 /// Checks `s` against a raw attention result's [L, H] and returns the layer it selects.
+template <class = void>
 inline std::size_t selected_layer(const attention_maps_result& r, const attention_selection& s) {
   const std::size_t layers = r.attentions.shape(0), heads = r.attentions.shape(1);
   glassbox::detail::require<shape_error>(!s.layer || *s.layer < layers, "glassbox::report: layer must be < {}, got {}",
@@ -88,6 +98,7 @@ inline std::size_t selected_layer(const attention_maps_result& r, const attentio
 
 /// The selected [T, T] map of a raw attention result: head `s.head` of layer `s.layer`, or that
 /// layer's combined heads.
+template <class = void>
 inline tensor2 selected_map(const attention_maps_result& r, const attention_selection& s) {
   const std::size_t l = selected_layer(r, s), t = r.attentions.shape(2);
   tensor2 m({t, t});
@@ -99,6 +110,7 @@ inline tensor2 selected_map(const attention_maps_result& r, const attention_sele
 /// Raw attention as a "glassbox.attention" document: the selected map as `matrix` and its last
 /// row as `scores`, every head ([L][H][T][T] `attentions`) and the combined heads ([L][T][T]
 /// `aggregated`).
+template <class = void>
 inline json to_json(const attention_maps_result& r, const std::vector<std::string>& tokens = {},
                     const attention_selection& selection = {}) {
   const std::size_t l = selected_layer(r, selection);
@@ -137,6 +149,7 @@ inline json to_json(const attention_maps_result& r, const std::vector<std::strin
 
 /// A token-to-token relevance (rollout, flow, AttGrad, Chefer, gradient-weighted rollout) as a
 /// "glassbox.attention" document.
+template <class = void>
 inline json to_json(const attention_relevance_result& r, const std::vector<std::string>& tokens = {}) {
   json j{{"schema", "glassbox.attention"},
          {"version", attention_json_version},
@@ -159,6 +172,7 @@ inline json to_json(const attention_relevance_result& r, const std::vector<std::
 }
 
 /// Head statistics as the "statistics" object of a "glassbox.heads" document.
+template <class = void>
 inline json to_json(const head_statistics_result& s) {
   json j{{"inputs", s.inputs},
          {"queries", s.queries},
@@ -182,6 +196,7 @@ inline json to_json(const head_statistics_result& s) {
 }
 
 /// Head importance as the "importance" object of a "glassbox.heads" document.
+template <class = void>
 inline json to_json(const head_importance_result& r) {
   return {{"importance", detail::matrix_json(r.importance)},
           {"raw_importance", detail::matrix_json(r.raw_importance)},
@@ -191,6 +206,7 @@ inline json to_json(const head_importance_result& r) {
 }
 
 /// The ablation check as the "ablation" object of a "glassbox.heads" document.
+template <class = void>
 inline json to_json(const head_ablation_result& r) {
   return {{"base_mean_target", detail::number(r.base_mean_target)},
           {"base_accuracy", detail::number(r.base_accuracy)},
@@ -200,6 +216,7 @@ inline json to_json(const head_ablation_result& r) {
 }
 
 /// The pruning curve as the "pruning" object of a "glassbox.heads" document.
+template <class = void>
 inline json to_json(const pruning_curve_result& r) {
   json order = json::array();
   for (const auto& h : r.pruning_order) order.push_back({h.layer, h.head});
@@ -223,6 +240,7 @@ struct head_report {
 
 /// The layers and heads of a head report (from whichever analysis is present); shape_error if
 /// none is present or they disagree.
+template <class = void>
 inline std::pair<std::size_t, std::size_t> head_report_shape(const head_report& r) {
   std::optional<std::pair<std::size_t, std::size_t>> shape;
   auto take = [&](std::size_t l, std::size_t h) {
@@ -240,6 +258,7 @@ inline std::pair<std::size_t, std::size_t> head_report_shape(const head_report& 
 }
 
 /// A head report as a "glassbox.heads" document.
+template <class = void>
 inline json to_json(const head_report& r) {
   const auto [layers, heads] = head_report_shape(r);
   std::size_t examples = 0;

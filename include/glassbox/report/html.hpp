@@ -1,4 +1,8 @@
 // glassbox: self-contained HTML views of results (inline CSS and SVG, no external assets).
+//
+// Its functions are templates with a defaulted parameter (`template <class = void>`), so that the JSON
+// and formatting code they instantiate is compiled only where they are called (docs/building.md,
+// "Include cost").
 #pragma once
 
 #include <fmt/format.h>
@@ -15,6 +19,7 @@
 namespace glassbox::report {
 
 /// `text` with &, <, >, " and ' escaped for HTML text and attribute values.
+template <class = void>
 inline std::string html_escape(std::string_view text) {
   std::string out;
   out.reserve(text.size());
@@ -32,9 +37,11 @@ inline std::string html_escape(std::string_view text) {
 }
 
 /// A CSS colour "rgb(r,g,b)".
+template <class = void>
 inline std::string css_color(rgb c) { return fmt::format("rgb({},{},{})", c.r, c.g, c.b); }
 
 /// The style sheet every glassbox page shares.
+template <class = void>
 inline std::string_view base_css() {
   return R"(body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
 h1{font-size:1.4em;margin-bottom:.2em}h2{font-size:1.15em;margin-top:1.6em}
@@ -50,6 +57,7 @@ footer{margin-top:3em;color:#888;font-size:.8em})";
 }
 
 /// A complete HTML document with the shared style sheet, `extra_css`, and `body` (already HTML).
+template <class = void>
 inline std::string html_document(std::string_view title, std::string_view body, std::string_view extra_css = {}) {
   return fmt::format(
       "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" "
@@ -59,6 +67,7 @@ inline std::string html_document(std::string_view title, std::string_view body, 
 }
 
 /// The HTML fragment of a diverging colour legend from -scale to +scale.
+template <class = void>
 inline std::string diverging_legend(double scale) {
   return fmt::format(
       "<div class=\"meta\">{:+.3g}<span class=\"legend\" style=\"background:linear-gradient(to right,{},#fff,{})\">"
@@ -67,6 +76,7 @@ inline std::string diverging_legend(double scale) {
 }
 
 /// The HTML fragment of an attribution: header, token heatmap with hover values, legend and score table.
+template <class = void>
 inline std::string attribution_fragment(const attribution_result& r, const std::vector<std::string>& tokens = {}) {
   const auto words = detail::token_strings(r.token_ids, tokens);
   const double scale = max_abs(r.scores);
@@ -102,6 +112,7 @@ inline std::string attribution_fragment(const attribution_result& r, const std::
 }
 
 /// A self-contained HTML page of an attribution.
+template <class = void>
 inline std::string attribution_html(const attribution_result& r, const std::vector<std::string>& tokens = {}) {
   return html_document(fmt::format("glassbox: {}", r.method), attribution_fragment(r, tokens));
 }

@@ -2,6 +2,10 @@
 //
 // Every document carries "schema" (e.g. "glassbox.attribution") and "version". Readers accept
 // the versions they know and fail clearly on others. Non-finite numbers are written as null.
+//
+// Its functions are templates with a defaulted parameter (`template <class = void>`), so that the JSON
+// and formatting code they instantiate is compiled only where they are called (docs/building.md,
+// "Include cost").
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -28,16 +32,20 @@ inline constexpr int json_version = 1;
 
 namespace detail {
 
+template <class = void>
 inline json number(double x) { return std::isfinite(x) ? json(x) : json(nullptr); }
 
+template <class = void>
 inline double number_from(const json& j) {
   return j.is_null() ? std::numeric_limits<double>::quiet_NaN() : j.get<double>();
 }
 
+template <class = void>
 inline json option_json(const option_value& v) {
   return std::visit([](const auto& x) -> json { return x; }, v);
 }
 
+template <class = void>
 inline option_value option_from(const json& j) {
   if (j.is_boolean()) return j.get<bool>();
   if (j.is_number_integer()) return j.get<std::int64_t>();
@@ -47,6 +55,7 @@ inline option_value option_from(const json& j) {
                                    j.dump());
 }
 
+template <class = void>
 inline void check_schema(const json& j, std::string_view schema) {
   glassbox::detail::require<io_error>(j.is_object() && j.contains("schema") && j["schema"] == schema,
                                       "glassbox::report: expected a {} document", schema);
@@ -55,6 +64,7 @@ inline void check_schema(const json& j, std::string_view schema) {
                                       "glassbox::report: {} version must be {}, got {}", schema, json_version, version);
 }
 
+template <class = void>
 inline std::vector<std::string> token_strings(const token_sequence& ids, const std::vector<std::string>& tokens) {
   if (!tokens.empty()) {
     glassbox::detail::require<shape_error>(tokens.size() == ids.size(),
@@ -71,6 +81,7 @@ inline std::vector<std::string> token_strings(const token_sequence& ids, const s
 }  // namespace detail
 
 /// A target as JSON: {"kind", "token", "foil", "position", "continuation", "of", "description"}.
+template <class = void>
 inline json to_json(const target& t) {
   json j{{"kind", std::string(to_string(t.kind()))}, {"description", t.describe()}};
   if (t.kind() == target_kind::sequence_log_probability) {
@@ -87,6 +98,7 @@ inline json to_json(const target& t) {
 }
 
 /// The target a to_json(target) document describes.
+template <class = void>
 inline target target_from_json(const json& j) {
   const std::string kind = j.at("kind").get<std::string>();
   auto kind_from = [](const std::string& s) {
@@ -111,6 +123,7 @@ inline target target_from_json(const json& j) {
 }
 
 /// An attribution as a "glassbox.attribution" document; `tokens` are the token strings (ids are used if empty).
+template <class = void>
 inline json to_json(const attribution_result& r, const std::vector<std::string>& tokens = {}) {
   json options = json::object();
   for (const auto& o : r.options) options[o.name] = detail::option_json(o.value);
@@ -145,6 +158,7 @@ inline json to_json(const attribution_result& r, const std::vector<std::string>&
 }
 
 /// The attribution a "glassbox.attribution" document describes (inverse of to_json).
+template <class = void>
 inline attribution_result attribution_from_json(const json& j) {
   detail::check_schema(j, "glassbox.attribution");
   attribution_result r;
@@ -172,6 +186,7 @@ inline attribution_result attribution_from_json(const json& j) {
 }
 
 /// A generation attribution as a "glassbox.sequence_attribution" document.
+template <class = void>
 inline json to_json(const sequence_attribution_result& r, const std::vector<std::string>& tokens = {}) {
   json options = json::object();
   for (const auto& o : r.options) options[o.name] = detail::option_json(o.value);

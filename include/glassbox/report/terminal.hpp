@@ -1,5 +1,9 @@
 // glassbox: terminal rendering of results (ANSI 24-bit colour, or plain text).
 // Library code never prints: these functions return strings for apps to write.
+//
+// Its functions are templates with a defaulted parameter (`template <class = void>`), so that the JSON
+// and formatting code they instantiate is compiled only where they are called (docs/building.md,
+// "Include cost").
 #pragma once
 
 #include <fmt/format.h>
@@ -23,6 +27,7 @@ struct terminal_options {
 };
 
 /// A one-paragraph heatmap of tokens coloured by score, then a table of the top tokens by |score|.
+template <class = void>
 inline std::string terminal_heatmap(const attribution_result& r, const std::vector<std::string>& tokens = {},
                                     const terminal_options& options = {}) {
   const auto words = detail::token_strings(r.token_ids, tokens);
