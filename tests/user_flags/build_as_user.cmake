@@ -1,7 +1,7 @@
 # Configures SOURCE_DIR into BINARY_DIR as a user would (CXX_COMPILER, BUILD_TYPE, CXX_FLAGS; tests,
 # benchmarks and header checks off, no preset), checks that no compile command of that build turns
-# warnings into errors, builds TARGETS (examples), runs the example first_explanation and compares
-# its scores with COMPARE.
+# warnings into errors, builds TARGETS (comma-separated), runs `glassbox info` when the command line
+# is one of them, runs the example first_explanation and compares its scores with COMPARE.
 foreach(variable SOURCE_DIR BINARY_DIR GENERATOR CXX_COMPILER BUILD_TYPE COMPARE TARGETS)
   if(NOT DEFINED ${variable})
     message(FATAL_ERROR "build_as_user.cmake: ${variable} is not set")
@@ -42,4 +42,7 @@ endif()
 
 string(REPLACE "," ";" targets "${TARGETS}")
 run("${CMAKE_COMMAND}" --build "${BINARY_DIR}" --target ${targets})
+if("glassbox_cli" IN_LIST targets)
+  run("${BINARY_DIR}/apps/glassbox" info)
+endif()
 run("${BINARY_DIR}/examples/first_explanation" --compare "${COMPARE}")
