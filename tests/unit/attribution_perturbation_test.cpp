@@ -1077,13 +1077,14 @@ TEST_CASE("perturbation: causal prefix reuse computes only the positions after e
   const counting_prefix_model model{gpt2};
   static_assert(concepts::has_prefix_cache<counting_prefix_model>);
   const auto r = feature_ablation(model, tokens, target::log_probability(3), {.baseline = baseline::token(1)});
-  // Ablating token i changes positions i.. only: resumed at i from the cache of the input.
+  // Ablating token i changes positions i.. only: resumed at i from the cache of the input; the
+  // input's own value is its last row, resumed from its cache.
   CHECK(model.caches == 1);
-  std::size_t expected = 0;
+  std::size_t expected = 1;
   for (std::size_t i = 1; i < T; ++i) expected += T - i;  // token 0 changes position 0: from scratch
   CHECK(model.resumed_positions == expected);
-  // From scratch: the cache and the value of the input, the all-absent input, and token 0 ablated.
-  CHECK(model.scratch_positions == 4 * T);
+  // From scratch: the cache of the input, the all-absent input, and token 0 ablated.
+  CHECK(model.scratch_positions == 3 * T);
   CHECK(r.model_evaluations == T + 2);
 
   // Switched off: every input from scratch.

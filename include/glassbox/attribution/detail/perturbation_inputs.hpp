@@ -147,9 +147,9 @@ inline std::size_t common_prefix(const tensor2& a, const tensor2& b) {
 /// Causal prefix reuse (docs/attribution.md, "Speed"): every perturbed input is compared with a few
 /// reference inputs (the unperturbed input, the input with every feature absent); the positions it
 /// shares with the closest one are not computed again. An input that differs from it only after the
-/// last row the target reads takes the reference's value; the others are resumed from the
-/// reference's cached keys and values at their first change (or at the first row read, if that
-/// comes earlier). A reference is cached only when the rows it saves outweigh the pass it costs.
+/// last row the target reads takes the reference's value (computed once, from the first row read on,
+/// resumed from the reference's own cache); the others are resumed from the reference's cached keys
+/// and values at their first change (or at the first row read, if that comes earlier). A reference is cached only when the rows it saves outweigh the pass it costs.
 /// full(inputs) evaluates inputs from scratch; cache(input) builds a cache; resume(cache, inputs,
 /// starts) evaluates inputs resumed from it. The values do not depend on which inputs share what.
 template <class Input, class Full, class MakeCache, class Resume>
@@ -170,9 +170,9 @@ std::vector<double> evaluate_reusing_prefixes(std::vector<Input>&& inputs, std::
     }
     saved[best[i]] += std::min(shared[i], last_row + 1);
   }
-  // Worth caching: saves more rows than the two passes over the reference (its cache and its value).
+  // Worth caching: saves more rows than the cache's pass and the reference's own value cost.
   std::vector<bool> use(references.size());
-  for (std::size_t r = 0; r < references.size(); ++r) use[r] = saved[r] > 2 * length;
+  for (std::size_t r = 0; r < references.size(); ++r) use[r] = saved[r] > length + (length - first_row);
 
   std::vector<std::size_t> scratch;
   std::vector<std::vector<std::size_t>> resumed(references.size());
@@ -197,8 +197,9 @@ std::vector<double> evaluate_reusing_prefixes(std::vector<Input>&& inputs, std::
     // Unchanged up to the last row read: the reference's own value.
     std::vector<std::size_t> same, later;
     for (auto i : resumed[r]) (shared[i] > last_row ? same : later).push_back(i);
-    if (!same.empty()) {
-      const double value = full(std::vector<Input>{references[r]})[0];
+    const auto c = cache(references[r]);
+    if (!same.empty()) {  // the reference's value: its rows from the first one read, resumed from its own cache
+      const double value = resume(c, std::vector<Input>{references[r]}, std::span<const std::size_t>(&first_row, 1))[0];
       for (auto i : same) values[i] = value;
     }
     if (later.empty()) continue;
@@ -206,7 +207,6 @@ std::vector<double> evaluate_reusing_prefixes(std::vector<Input>&& inputs, std::
     std::stable_sort(later.begin(), later.end(), [&](std::size_t a, std::size_t b) { return shared[a] < shared[b]; });
     std::vector<std::size_t> starts(later.size());
     for (std::size_t k = 0; k < later.size(); ++k) starts[k] = std::min(shared[later[k]], first_row);
-    const auto c = cache(references[r]);
     const std::vector<double> v = resume(c, take(later), std::span<const std::size_t>(starts));
     for (std::size_t k = 0; k < later.size(); ++k) values[later[k]] = v[k];
   }
@@ -358,7 +358,10 @@ class coalition_evaluator {
         const token_sequence references[] = {tokens_, all_absent_tokens()};
         return evaluate_reusing_prefixes(
             std::move(inputs), std::span<const token_sequence>(references), rows->first, rows->second, full,
-            [&](const token_sequence& r) { return model_.prefix_cache(r); },
+            [&](const token_sequence& r) {
+              const pass_threads_scope scope(exec.threads);  // the cache's pass keeps to the budget too
+              return model_.prefix_cache(r);
+            },
             [&](const auto& cache, std::vector<token_sequence>&& part, std::span<const std::size_t> starts) {
               auto v = evaluate_target_from_prefix(model_, cache, std::span<const token_sequence>(part), starts,
                                                    target_, shifted(exec, done, n), caller_);
@@ -385,7 +388,10 @@ class coalition_evaluator {
         const tensor2 references[] = {embeddings_, baseline_embeddings_};
         return evaluate_reusing_prefixes(
             std::move(inputs), std::span<const tensor2>(references), rows->first, rows->second, full,
-            [&](const tensor2& r) { return model_.prefix_cache_from_embeddings(r); },
+            [&](const tensor2& r) {
+              const pass_threads_scope scope(exec.threads);
+              return model_.prefix_cache_from_embeddings(r);
+            },
             [&](const auto& cache, std::vector<tensor2>&& part, std::span<const std::size_t> starts) {
               auto v = evaluate_target_on_embeddings_from_prefix(model_, cache, std::span<const tensor2>(part),
                                                                   starts, target_, shifted(exec, done, n), caller_);
