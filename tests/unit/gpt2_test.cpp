@@ -483,6 +483,14 @@ TEST_CASE("gpt2 gradients match central finite differences in double", "[models]
     const auto f1 = flat(g1.gradient);
     both.insert(both.end(), f1.begin(), f1.end());
     CHECK(relative_error(flat(batch.gradients), both) < 1e-12);
+    // A memory budget below one sequence's activations: one pass per sequence, the same values.
+    auto bounded = m;
+    bounded.set_kept_activation_bytes(1);
+    const auto split = bounded.embedding_gradient_batch(e, seed);
+    REQUIRE(split.values.size() == 2);
+    CHECK(split.values[0] == Approx(batch.values[0]).epsilon(1e-13));
+    CHECK(split.values[1] == Approx(batch.values[1]).epsilon(1e-13));
+    CHECK(relative_error(flat(split.gradients), flat(batch.gradients)) < 1e-12);
   }
 }
 

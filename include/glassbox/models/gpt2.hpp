@@ -340,7 +340,8 @@ class basic_gpt2 {
         table_(other.table_),
         offsets_(other.offsets_),
         parameters_(other.parameters_),
-        pool_(std::make_unique<detail::gpt2_workspace_pool<Scalar>>()) {}
+        pool_(std::make_unique<detail::gpt2_workspace_pool<Scalar>>()),
+        kept_activation_bytes_(other.kept_activation_bytes_) {}
   /// Copies the parameters and configuration of another model.
   basic_gpt2& operator=(const basic_gpt2& other) {
     if (this != &other) {
@@ -349,6 +350,7 @@ class basic_gpt2 {
       offsets_ = other.offsets_;
       parameters_ = other.parameters_;
       pool_ = std::make_unique<detail::gpt2_workspace_pool<Scalar>>();
+      kept_activation_bytes_ = other.kept_activation_bytes_;
     }
     return *this;
   }
@@ -449,7 +451,8 @@ class basic_gpt2 {
   value_and_gradient<matrix_type> embedding_gradient(const matrix_type& embeddings, const output_seed& seed) const;
   /// embedding_gradient with a seed in the model's precision.
   value_and_gradient<matrix_type> embedding_gradient(const matrix_type& embeddings, const seed_type& seed) const;
-  /// Values and gradients for a batch of token embeddings [B, T, d], in one stacked forward and backward.
+  /// Values and gradients for a batch of token embeddings [B, T, d], in stacked forward and backward
+  /// passes of as many sequences as keep their activations within kept_activation_bytes() (at least one).
   batch_gradient_type embedding_gradient_batch(const tensor3_type& embeddings, const output_seed& seed) const;
   /// embedding_gradient_batch with a seed in the model's precision.
   batch_gradient_type embedding_gradient_batch(const tensor3_type& embeddings, const seed_type& seed) const;
@@ -535,6 +538,11 @@ class basic_gpt2 {
 
   /// Frees the idle workspaces (they are kept between calls so that passes do not allocate).
   void release_workspaces() const { pool_->clear(); }
+  /// The memory budget of batched gradient passes: embedding_gradient_batch runs as many sequences
+  /// per pass as keep their activations within it (at least one). Default 128 MiB.
+  std::size_t kept_activation_bytes() const { return kept_activation_bytes_; }
+  /// Sets kept_activation_bytes (memory and speed depend on it; the results only to rounding).
+  void set_kept_activation_bytes(std::size_t bytes) { kept_activation_bytes_ = bytes; }
 
  private:
   using pass_type = detail::gpt2_pass<Scalar>;
@@ -549,6 +557,11 @@ class basic_gpt2 {
     return detail::gpt2_op(data, ix(rows), ix(cols), ix(stride));
   }
 
+  /// Scalars a pass that keeps every activation holds per sequence of T tokens (the forward's share).
+  std::size_t kept_activation_scalars(std::size_t T) const {
+    const std::size_t d = config_.n_embd, f = config_.inner(), H = config_.n_head;
+    return config_.n_layer * T * (8 * d + 2 * f + H * T + 4);
+  }
   void check_tokens(token_span tokens, std::string_view who) const;
   void check_length(std::size_t length, std::string_view who) const;
   void check_rows(std::span<const std::size_t> rows, std::size_t length, std::string_view who) const;
@@ -607,6 +620,7 @@ class basic_gpt2 {
   detail::gpt2_offsets offsets_;
   std::vector<Scalar, Eigen::aligned_allocator<Scalar>> parameters_;
   std::unique_ptr<detail::gpt2_workspace_pool<Scalar>> pool_;
+  std::size_t kept_activation_bytes_ = std::size_t{128} << 20;
 };
 
 /// The reference GPT-2 in float: the model users load and explain.
@@ -1552,32 +1566,39 @@ auto basic_gpt2<Scalar>::embedding_gradient_batch(const tensor3_type& embeddings
                                d, embeddings.shape(2));
   const auto rows = seed.rows(T);
   check_rows(rows, T, "embedding_gradient_batch");
-  auto pass = make_pass(B, T);
-  pass.embeddings = embeddings.data();
-  pass.keep = true;
   const std::size_t R = rows.size(), V = config_.vocab_size;
-  for (std::size_t b = 0; b < B; ++b)
-    for (auto r : rows) pass.out_rows.push_back(b * T + r);
-  auto logits = matrix_type::from_shape({B * R, V});
-  pass.logits = logits.data();
-  auto ws = pool_->acquire();
-  detail::gpt2_pass_buffers<Scalar> buffers;
-  run_forward(*ws, buffers, pass);
   batch_gradient_type out;
   out.values.resize(B);
-  auto d_logits = matrix_type::from_shape({B * R, V});
+  out.gradients = tensor3_type::from_shape({B, T, d});
+  // Sequences per pass: the kept activations stay within the budget, so that a large batch reuses one
+  // workspace instead of mapping fresh memory for all of it (each sequence's values are the same).
+  const std::size_t per_sequence = kept_activation_scalars(T) * sizeof(Scalar);
+  const std::size_t chunk = std::clamp<std::size_t>(kept_activation_bytes_ / per_sequence, 1, B);
+  auto ws = pool_->acquire();
+  auto logits = matrix_type::from_shape({chunk * R, V});
+  auto d_logits = matrix_type::from_shape({chunk * R, V});
   auto one = matrix_type::from_shape({R, V});
   matrix_type d_one;
-  for (std::size_t b = 0; b < B; ++b) {
-    std::copy_n(logits.data() + b * R * V, R * V, one.data());
-    out.values[b] = seed(one, d_one);
-    std::copy_n(d_one.data(), R * V, d_logits.data() + b * R * V);
+  for (std::size_t b0 = 0; b0 < B; b0 += chunk) {
+    const std::size_t n = std::min(chunk, B - b0);
+    auto pass = make_pass(n, T);
+    pass.embeddings = embeddings.data() + b0 * T * d;
+    pass.keep = true;
+    for (std::size_t b = 0; b < n; ++b)
+      for (auto r : rows) pass.out_rows.push_back(b * T + r);
+    pass.logits = logits.data();
+    detail::gpt2_pass_buffers<Scalar> buffers;
+    run_forward(*ws, buffers, pass);
+    for (std::size_t b = 0; b < n; ++b) {
+      std::copy_n(logits.data() + b * R * V, R * V, one.data());
+      out.values[b0 + b] = seed(one, d_one);
+      std::copy_n(d_one.data(), R * V, d_logits.data() + b * R * V);
+    }
+    backward_type req;
+    req.d_logits = d_logits.data();
+    req.d_input = out.gradients.data() + b0 * T * d;
+    run_backward(*ws, buffers, pass, req);
   }
-  out.gradients = tensor3_type::from_shape({B, T, d});
-  backward_type req;
-  req.d_logits = d_logits.data();
-  req.d_input = out.gradients.data();
-  run_backward(*ws, buffers, pass, req);
   return out;
 }
 

@@ -15,6 +15,7 @@
 
 #include "glassbox/detail/blas.hpp"
 #include "glassbox/detail/dual.hpp"
+#include "glassbox/detail/memory.hpp"
 
 // OpenMP is used only when the including program is compiled with it (-fopenmp); then row loops
 // run in parallel and Eigen parallelises its matrix products. Without it the pragmas vanish.
@@ -404,7 +405,33 @@ void gpt2_unembed_backward(const S* a, std::ptrdiff_t p, std::ptrdiff_t d, const
   for (int part = 1; part < threads; ++part) out += gpt2_cmap<S>(scratch + part * p * d, p, d);
 }
 
+/// Eigen's aligned allocator whose resize leaves new scalars default-initialised (for float: not
+/// written), so that growing an arena does not write every page once before the pass does.
+template <class S>
+struct gpt2_uninitialized_allocator : Eigen::aligned_allocator<S> {
+  using value_type = S;
+  template <class U>
+  struct rebind {
+    using other = gpt2_uninitialized_allocator<U>;
+  };
+  gpt2_uninitialized_allocator() = default;
+  template <class U>
+  gpt2_uninitialized_allocator(const gpt2_uninitialized_allocator<U>&) noexcept {}
+  /// Default-initialises (no value: a float stays unwritten).
+  template <class U>
+  void construct(U* p) noexcept(std::is_nothrow_default_constructible_v<U>) {
+    ::new (static_cast<void*>(p)) U;
+  }
+  /// Constructs from arguments, as std::allocator does.
+  template <class U, class... A>
+  void construct(U* p, A&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<A>(args)...);
+  }
+};
+
 /// One reusable memory arena: it only grows, so a pass of a size seen before allocates nothing.
+/// Every pass writes what it reads, so new memory is not zeroed; its pages are mapped in one call
+/// (detail::prefault_for_writing) instead of a fault per page during the pass.
 template <class S>
 class gpt2_arena {
  public:
@@ -414,6 +441,7 @@ class gpt2_arena {
       buffer_.clear();
       buffer_.shrink_to_fit();
       buffer_.resize(n);
+      prefault_for_writing(buffer_.data(), n * sizeof(S));
     }
     return buffer_.data();
   }
@@ -421,7 +449,7 @@ class gpt2_arena {
   std::size_t capacity() const { return buffer_.size(); }
 
  private:
-  std::vector<S, Eigen::aligned_allocator<S>> buffer_;
+  std::vector<S, gpt2_uninitialized_allocator<S>> buffer_;
 };
 
 /// Hands out pieces of an arena, each aligned to 64 bytes, after they were counted with the same calls.
