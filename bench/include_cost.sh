@@ -8,16 +8,53 @@
 #   CXX=clang++-14 bench/include_cost.sh       another compiler
 #   REPEAT=1 bench/include_cost.sh glassbox/core.hpp glassbox/attribution.hpp   some headers, once
 #   FIRST_USE=0 bench/include_cost.sh ...      without the first-use compile
+#   BEFORE=/tmp/before bench/include_cost.sh ... before/after table: each header compiled alternately
+#                                              against BEFORE/include (a copy of the tree before a change,
+#                                              e.g. `git archive HEAD | tar -x -C /tmp/before`) and this
+#                                              tree's include/, so that both columns see the same load
 #
 # Times are user + system CPU seconds of the compiler (GNU time is not needed: bash's `times` of a
 # subshell), so a busy machine inflates them less than wall time; run it on a quiet machine anyway.
 set -euo pipefail
+shopt -s inherit_errexit  # a failed compile inside $(...) stops the script
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cxx="${CXX:-g++}"
 repeat="${REPEAT:-3}"
 flags=(-std=c++20 -O2 -I"$root/include" -isystem /usr/include/eigen3)
+before="${BEFORE:-}"
+before_flags=(-std=c++20 -O2 -I"$before/include" -isystem /usr/include/eigen3)
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+
+# CPU seconds (user + system of the children) of one compile of $1 (a source file) with the flags
+# named by $2 (flags or before_flags).
+compile_once() {
+  local -n use_flags="$2"
+  local log
+  log=$( { TIMEFORMAT='%U %S'; time "$cxx" "${use_flags[@]}" -c "$1" -o "$work/out.o" 2>&1; } 2>&1 ) || {
+    echo "include_cost.sh: compiling $1 failed:" >&2
+    echo "$log" >&2
+    exit 1
+  }
+  echo "$log" | tail -n 1 | awk '{printf "%.2f", $1 + $2}'
+}
+
+# The smaller of two numbers.
+smaller() { if [[ -z "$1" ]] || awk "BEGIN {exit !($2 < $1)}"; then echo "$2"; else echo "$1"; fi; }
+
+# Best of $repeat compiles of the one-include translation unit of header $1, alternating between the
+# BEFORE tree and this tree: prints "before after".
+header_pair() {
+  printf '#include <%s>\nint main() { return 0; }\n' "$1" > "$work/tu.cpp"
+  local b="" a="" t
+  for ((k = 0; k < repeat; ++k)); do
+    t=$(compile_once "$work/tu.cpp" before_flags)
+    b=$(smaller "$b" "$t")
+    t=$(compile_once "$work/tu.cpp" flags)
+    a=$(smaller "$a" "$t")
+  done
+  echo "$b $a"
+}
 
 # CPU seconds (user + system of the children) of compiling $1 (a source file), best of $repeat.
 compile_seconds() {
@@ -46,6 +83,35 @@ if (($# > 0)); then
 else
   mapfile -t headers < <(cd "$root/include" && find glassbox -name '*.hpp' -not -path '*/detail/*' \
                           -not -path '*/adapters/*' -not -path '*/parallel/*' | sort)
+fi
+
+if [[ -n "$before" ]]; then
+  [[ -d "$before/include/glassbox" ]] || { echo "include_cost.sh: BEFORE=$before has no include/glassbox" >&2; exit 1; }
+  echo "compiler: $("$cxx" --version | head -n 1); flags: -std=c++20 -O2; best of $repeat, before and after alternately"
+  echo "before: $before/include; after: $root/include"
+  echo
+  echo "| header | before (s) | before / Eigen | after (s) | after / Eigen |"
+  echo "|---|---:|---:|---:|---:|"
+  pair=$(header_pair Eigen/Dense)
+  read -r eb ea <<< "$pair"
+  # Eigen is the same file in both trees: one figure (the best of both columns) for both ratios.
+  eb=$(smaller "$eb" "$ea")
+  ea=$eb
+  printf '| `<Eigen/Dense>` | %s | 1.00 | %s | 1.00 |\n' "$eb" "$ea"
+  for h in xtensor/xtensor.hpp "${headers[@]}"; do
+    [[ "$h" == glassbox/* ]] && shown="$h" || shown="<$h>"
+    if [[ "$h" == glassbox/* && ! -f "$before/include/$h" ]]; then  # new in this tree
+      printf '#include <%s>\nint main() { return 0; }\n' "$h" > "$work/tu.cpp"
+      a=$(compile_seconds "$work/tu.cpp")
+      printf '| `%s` | (new) | | %s | %.2f |\n' "$shown" "$a" "$(awk "BEGIN {print $a / $ea}")"
+      continue
+    fi
+    pair=$(header_pair "$h")
+    read -r b a <<< "$pair"
+    printf '| `%s` | %s | %.2f | %s | %.2f |\n' "$shown" "$b" "$(awk "BEGIN {print $b / $eb}")" "$a" \
+      "$(awk "BEGIN {print $a / $ea}")"
+  done
+  exit 0
 fi
 
 eigen=$(header_seconds Eigen/Dense)

@@ -16,9 +16,9 @@
 // send it rows in chunks (each layer's rows go to their place in the file) and never holds more
 // than its memory bound. Files are written to "<file>.partial" and renamed when complete.
 //
-// Its free functions are templates with a defaulted parameter (`template <class = void>`), so that the
-// JSON and formatting code they instantiate is compiled only where they are called (docs/building.md,
-// "Include cost").
+// Its free functions are templates with a defaulted parameter (`template <class = void>`), and its
+// reader and writer class templates behind aliases, so that the JSON and formatting code they
+// instantiate is compiled only where they are used (docs/building.md, "Include cost").
 #pragma once
 
 #include <fmt/format.h>
@@ -46,7 +46,7 @@
 #include "glassbox/detail/io_float.hpp"
 #include "glassbox/io/safetensors.hpp"
 #include "glassbox/probing/activations.hpp"
-#include "glassbox/probing/logistic_regression.hpp"
+#include "glassbox/probing/linear_weights.hpp"
 
 namespace glassbox::io {
 
@@ -125,16 +125,19 @@ inline std::vector<std::int32_t> read_int32(const safetensors_reader& file, std:
 /// Example:
 ///   glassbox::io::activation_file_writer out("acts.safetensors");
 ///   glassbox::collect_activations(model, inputs, labels, {.memory_limit = 256 << 20}, out);
-class activation_file_writer {
+/// A class template only so that its JSON and formatting code is compiled where it is used
+/// (docs/building.md, "Include cost"); write activation_file_writer.
+template <class = void>
+class basic_activation_file_writer {
  public:
   /// A writer of `file` (nothing is written before begin()).
-  explicit activation_file_writer(std::filesystem::path file) : file_(std::move(file)) {
+  explicit basic_activation_file_writer(std::filesystem::path file) : file_(std::move(file)) {
     partial_ = file_;
     partial_ += ".partial";
   }
-  activation_file_writer(const activation_file_writer&) = delete;
-  activation_file_writer& operator=(const activation_file_writer&) = delete;
-  ~activation_file_writer() {
+  basic_activation_file_writer(const basic_activation_file_writer&) = delete;
+  basic_activation_file_writer& operator=(const basic_activation_file_writer&) = delete;
+  ~basic_activation_file_writer() {
     if (out_.is_open()) out_.close();
     if (begun_ && !finished_) {
       std::error_code ignored;
@@ -304,6 +307,9 @@ class activation_file_writer {
   std::vector<std::size_t> layer_offsets_;
 };
 
+/// The activation-file writer (basic_activation_file_writer's only instantiation).
+using activation_file_writer = basic_activation_file_writer<>;
+
 /// Writes `set` (with its activations) as an activation file.
 template <class = void>
 inline void write_activation_file(const std::filesystem::path& file, const activation_set& set) {
@@ -325,10 +331,13 @@ inline void write_activation_file(const std::filesystem::path& file, const activ
 /// Example:
 ///   glassbox::io::activation_file_reader in("acts.safetensors");
 ///   auto result = glassbox::probe_layers(in.header(), [&](std::size_t k) { return in.read_layer(k); });
-class activation_file_reader {
+/// A class template only so that its JSON and formatting code is compiled where it is used
+/// (docs/building.md, "Include cost"); write activation_file_reader.
+template <class = void>
+class basic_activation_file_reader {
  public:
   /// Opens `file`; io_error naming the file and the problem if it is not a valid activation file.
-  explicit activation_file_reader(const std::filesystem::path& file) : file_(file) {
+  explicit basic_activation_file_reader(const std::filesystem::path& file) : file_(file) {
     constexpr auto who = detail::activation_reader_name;
     const auto& f = file_;
     const auto& meta = f.metadata();
@@ -351,7 +360,7 @@ class activation_file_reader {
     if (const auto names = text("class_names"); !names.empty()) {
       try {
         const auto j = nlohmann::json::parse(names);
-        header_.class_names = j.get<std::vector<std::string>>();
+        header_.class_names = j.template get<std::vector<std::string>>();
       } catch (const nlohmann::json::exception&) {
         glassbox::detail::fail_file(who, f.path(), "metadata class_names must be a JSON list of strings, got '{}'",
                                     names);
@@ -472,6 +481,9 @@ class activation_file_reader {
   activation_set header_;
   std::vector<std::string> layer_names_;
 };
+
+/// The activation-file reader (basic_activation_file_reader's only instantiation).
+using activation_file_reader = basic_activation_file_reader<>;
 
 /// Reads a whole activation file (every layer in memory); see activation_file_reader.
 template <class = void>

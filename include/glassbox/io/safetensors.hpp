@@ -139,6 +139,7 @@ constexpr std::size_t buffer_dtype_size(std::string_view name) {
 }
 
 /// Short text for a JSON value in an error message: the value itself when small, else its type and size.
+template <class = void>
 inline std::string describe_json(const nlohmann::json& j) {
   constexpr std::size_t limit = 60;
   const bool flat =
@@ -150,12 +151,15 @@ inline std::string describe_json(const nlohmann::json& j) {
 }
 
 /// "[2, 3]" for a shape.
+template <class = void>
 inline std::string shape_text(const std::vector<std::size_t>& shape) {
   return fmt::format("[{}]", fmt::join(shape, ", "));
 }
 
 /// Records the first key that appears twice in one JSON object while nlohmann parses (it would keep the last).
-class duplicate_key_finder {
+/// A class template only so that its JSON code is compiled where it is used; write duplicate_key_finder.
+template <class = void>
+class basic_duplicate_key_finder {
  public:
   /// The nlohmann parser callback.
   bool operator()(int /*depth*/, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
@@ -195,7 +199,11 @@ class duplicate_key_finder {
   bool found_ = false, top_level_ = false;
 };
 
+/// The duplicate-key recorder of parse_header.
+using duplicate_key_finder = basic_duplicate_key_finder<>;
+
 /// A non-negative JSON integer that fits std::size_t, or nullopt.
+template <class = void>
 inline std::optional<std::size_t> as_size(const nlohmann::json& j) {
   if (!j.is_number_unsigned()) return std::nullopt;
   const auto v = j.get<std::uint64_t>();
@@ -242,6 +250,7 @@ inline std::size_t json_nesting(std::string_view text, std::size_t limit) {
 }
 
 /// Parses and checks a header of a file whose data section has `data_size` bytes (rules in docs/io.md).
+template <class = void>
 inline parsed_header parse_header(std::string_view text, std::uint64_t data_size, const std::filesystem::path& file) {
   // A header nests three levels deep; bound the nesting before parsing, as serde_json does (128 levels), so
   // that a hostile header cannot make the parser build millions of nested values.
@@ -276,7 +285,7 @@ inline parsed_header parse_header(std::string_view text, std::uint64_t data_size
         if (!text_value.is_string())
           fail_file(reader_name, file, "__metadata__ value of '{}' must be a string, got {}", key,
                     describe_json(text_value));
-        out.metadata.emplace(key, text_value.get<std::string>());
+        out.metadata.emplace(key, text_value.template get<std::string>());
       }
       continue;
     }
@@ -295,7 +304,7 @@ inline parsed_header parse_header(std::string_view text, std::uint64_t data_size
     const auto& type_json = value["dtype"];
     if (!type_json.is_string())
       fail_file(reader_name, file, "tensor '{}': dtype must be a string, got {}", name, describe_json(type_json));
-    const auto type_name = type_json.get<std::string>();
+    const auto type_name = type_json.template get<std::string>();
     const auto type = dtype_from_string(type_name);
     const std::size_t element_size = type ? size_of(*type) : buffer_dtype_size(type_name);
     if (element_size == 0) {
@@ -427,10 +436,14 @@ inline parsed_header parse_header(std::string_view text, std::uint64_t data_size
 ///   glassbox::io::safetensors_reader weights("model.safetensors");
 ///   auto wte = weights.read<2>("wte.weight");                 // xt::xtensor<float, 2>
 ///   for (const auto& e : weights.entries()) fmt::print("{} {}\n", e.name, to_string(e.type));
-class safetensors_reader {
+///
+/// A class template only so that its JSON and formatting code is compiled where it is used
+/// (docs/building.md, "Include cost"); write safetensors_reader.
+template <class = void>
+class basic_safetensors_reader {
  public:
   /// Opens `file` and checks its header and layout; io_error naming the file and the problem if malformed.
-  explicit safetensors_reader(const std::filesystem::path& file) : file_(file) {
+  explicit basic_safetensors_reader(const std::filesystem::path& file) : file_(file) {
     constexpr auto name = detail::reader_name;
     file_size_ = glassbox::detail::regular_file_size(file_, name);
     if (file_size_ == 0) detail::fail_file(name, file_, "file is empty (0 bytes; a safetensors file has at least 8)");
@@ -627,6 +640,9 @@ class safetensors_reader {
   std::map<std::string, location, std::less<>> index_;
 };
 
+/// The safetensors reader (basic_safetensors_reader's only instantiation).
+using safetensors_reader = basic_safetensors_reader<>;
+
 /// One tensor to write: its name, the dtype to store, its shape, and its elements (row-major), which are
 /// converted to `type` (round to nearest, ties to even; see docs/io.md).
 struct tensor_to_write {
@@ -656,6 +672,7 @@ inline int alignment_rank(dtype type) {
 }
 
 /// A JSON string literal for `text`; error if it is not valid UTF-8.
+template <class = void>
 inline std::string json_string(const std::string& text, std::string_view what) {
   try {
     return nlohmann::json(text).dump();
@@ -665,6 +682,7 @@ inline std::string json_string(const std::string& text, std::string_view what) {
 }
 
 /// Writes the elements of `t` converted to its dtype.
+template <class = void>
 inline void write_tensor_data(std::ofstream& out, const tensor_to_write& t) {
   std::visit(
       [&](auto values) {
@@ -728,6 +746,7 @@ inline void write_tensor_data(std::ofstream& out, const tensor_to_write& t) {
 ///   std::vector<float> w(6, 0.5f);
 ///   glassbox::io::tensor_to_write t{"w", glassbox::io::dtype::f16, {2, 3}, std::span<const float>(w)};
 ///   glassbox::io::write_safetensors("w.safetensors", std::span(&t, 1), {{"format", "pt"}});
+template <class = void>
 inline void write_safetensors(const std::filesystem::path& file, std::span<const tensor_to_write> tensors,
                               const std::map<std::string, std::string>& metadata = {}) {
   constexpr auto function = detail::writer_name;

@@ -23,6 +23,7 @@
 #include "glassbox/core/error.hpp"
 #include "glassbox/core/types.hpp"
 #include "glassbox/detail/eigen.hpp"
+#include "glassbox/probing/linear_weights.hpp"
 
 namespace glassbox {
 
@@ -37,14 +38,6 @@ struct logistic_regression_options {
   std::size_t max_line_search = 20;     ///< objective evaluations per line search (scipy's maxls)
   bool fit_intercept = true;            ///< an unpenalised intercept per output
   bool precondition = true;             ///< precondition with c X^T X + I / C (the same optimum in fewer iterations)
-};
-
-/// A fitted linear model in scikit-learn's layout: weight = coef_ [outputs, features], bias = intercept_.
-struct linear_weights {
-  std::size_t outputs = 0;     ///< rows of weight: 1 (binary logistic regression, ridge) or K (multinomial)
-  std::size_t features = 0;    ///< d
-  std::vector<double> weight;  ///< [outputs, features], row-major
-  std::vector<double> bias;    ///< [outputs]; zeros without an intercept
 };
 
 /// A fitted logistic regression and how the solver ended.
@@ -70,9 +63,11 @@ namespace detail {
 /// A read-only row-major float matrix view: the rows a probe is fit to.
 using float_rows = Eigen::Map<const row_matrix<float>>;
 /// A strided view of the weight rows of a parameter vector laid out [outputs, stride].
-using weight_view = Eigen::Map<row_matrix<double>, 0, Eigen::OuterStride<>>;
+template <class Real = double>
+using weight_view = Eigen::Map<row_matrix<Real>, 0, Eigen::OuterStride<>>;
 /// A read-only strided view of the weight rows of a parameter vector.
-using const_weight_view = Eigen::Map<const row_matrix<double>, 0, Eigen::OuterStride<>>;
+template <class Real = double>
+using const_weight_view = Eigen::Map<const row_matrix<Real>, 0, Eigen::OuterStride<>>;
 
 /// A float_rows view of a whole [N, d] tensor.
 inline float_rows rows_of(const tensor2& x) {
@@ -105,10 +100,15 @@ inline double sigmoid(double z) {
 /// The scikit-learn logistic objective of one data set, f(theta) = sum_i loss_i + ||W||^2 / (2C),
 /// with theta = [W | b] laid out [outputs, d + intercept] row-major. One fused pass over the rows
 /// per evaluation: each block of rows is converted to double once, then scored and back-propagated
-/// while it is in cache (the products run in double).
-class logistic_objective {
+/// while it is in cache (the products run in double). A class template (Real = double, the only
+/// type used) so that its products and Cholesky factorisations are compiled only where it is used
+/// and not in every translation unit that includes this header; write logistic_objective.
+template <class Real = double>
+class basic_logistic_objective {
  public:
-  logistic_objective(float_rows x, std::span<const std::int32_t> y, std::size_t classes, double C, bool intercept)
+  using real_type = Real;  ///< the type of the parameters and of the products
+
+  basic_logistic_objective(float_rows x, std::span<const std::int32_t> y, std::size_t classes, double C, bool intercept)
       : x_(x),
         y_(y),
         classes_(static_cast<Eigen::Index>(classes)),
@@ -136,16 +136,16 @@ class logistic_objective {
   double inverse_c() const { return inv_c_; }
 
   /// f(theta), writing its gradient to `grad` (resized).
-  double operator()(const vector<double>& theta, vector<double>& grad) {
+  double operator()(const vector<Real>& theta, vector<Real>& grad) {
     grad.setZero(size());
-    const const_weight_view w(theta.data(), outputs_, d_, Eigen::OuterStride<>(stride_));
-    weight_view gw(grad.data(), outputs_, d_, Eigen::OuterStride<>(stride_));
+    const const_weight_view<Real> w(theta.data(), outputs_, d_, Eigen::OuterStride<>(stride_));
+    weight_view<Real> gw(grad.data(), outputs_, d_, Eigen::OuterStride<>(stride_));
     double loss = 0;
     const Eigen::Index n = x_.rows();
     for (Eigen::Index start = 0; start < n; start += block_.rows()) {
       const Eigen::Index b = std::min<Eigen::Index>(block_.rows(), n - start);
       auto xb = block_.topRows(b);
-      xb = x_.middleRows(start, b).cast<double>();
+      xb = x_.middleRows(start, b).template cast<Real>();
       auto z = scores_.topRows(b);
       z.noalias() = xb * w.transpose();
       if (intercept_)
@@ -194,21 +194,21 @@ class logistic_objective {
   /// whole Hessian); without theta, at theta = 0, where every block is the same and one is returned.
   /// Large sets use preconditioner_rows() evenly spaced rows scaled to the whole set. Returns false
   /// if a block is not positive definite.
-  bool preconditioner(std::vector<Eigen::LLT<row_matrix<double>>>& llt, const vector<double>* theta = nullptr) const {
+  bool preconditioner(std::vector<Eigen::LLT<row_matrix<Real>>>& llt, const vector<Real>* theta = nullptr) const {
     const Eigen::Index n = x_.rows(), m = preconditioner_rows();
     const Eigen::Index blocks = theta == nullptr ? 1 : outputs_;
-    std::vector<row_matrix<double>> gram(static_cast<std::size_t>(blocks), row_matrix<double>::Zero(stride_, stride_));
+    std::vector<row_matrix<Real>> gram(static_cast<std::size_t>(blocks), row_matrix<Real>::Zero(stride_, stride_));
     std::vector<double> weight_sum(static_cast<std::size_t>(blocks), 0.0);
-    row_matrix<double> block(std::min<Eigen::Index>(block_.rows(), m), d_), scaled(block.rows(), d_);
-    row_matrix<double> w(block.rows(), blocks);
-    row_matrix<double> z(block.rows(), outputs_);
+    row_matrix<Real> block(std::min<Eigen::Index>(block_.rows(), m), d_), scaled(block.rows(), d_);
+    row_matrix<Real> w(block.rows(), blocks);
+    row_matrix<Real> z(block.rows(), outputs_);
     Eigen::Index filled = 0;
     const auto flush = [&] {
       if (filled == 0) return;
       auto xb = block.topRows(filled);
       auto wb = w.topRows(filled);
       if (theta != nullptr) {
-        const const_weight_view wv(theta->data(), outputs_, d_, Eigen::OuterStride<>(stride_));
+        const const_weight_view<Real> wv(theta->data(), outputs_, d_, Eigen::OuterStride<>(stride_));
         auto zb = z.topRows(filled);
         zb.noalias() = xb * wv.transpose();
         if (intercept_)
@@ -237,7 +237,7 @@ class logistic_objective {
         if (intercept_) g.row(d_).head(d_) += wb.col(b).transpose() * xb;
         auto sb = scaled.topRows(filled);
         sb = wb.col(b).cwiseSqrt().asDiagonal() * xb;
-        g.topLeftCorner(d_, d_).selfadjointView<Eigen::Lower>().rankUpdate(sb.transpose());
+        g.topLeftCorner(d_, d_).template selfadjointView<Eigen::Lower>().rankUpdate(sb.transpose());
       }
       filled = 0;
     };
@@ -245,7 +245,7 @@ class logistic_objective {
       // Row floor(r * n / m): evenly spaced, and every row when m = n.
       const auto i =
           static_cast<Eigen::Index>((static_cast<double>(r) * static_cast<double>(n)) / static_cast<double>(m));
-      block.row(filled++) = x_.row(std::min(i, n - 1)).cast<double>();
+      block.row(filled++) = x_.row(std::min(i, n - 1)).template cast<Real>();
       if (filled == block.rows()) flush();
     }
     flush();
@@ -253,7 +253,7 @@ class logistic_objective {
     for (Eigen::Index b = 0; b < blocks; ++b) {
       auto& g = gram[static_cast<std::size_t>(b)];
       if (intercept_) g(d_, d_) = weight_sum[static_cast<std::size_t>(b)];
-      g.triangularView<Eigen::StrictlyUpper>() = g.transpose();
+      g.template triangularView<Eigen::StrictlyUpper>() = g.transpose();
       g *= static_cast<double>(n) / static_cast<double>(std::max<Eigen::Index>(m, 1));
       g.diagonal().head(d_).array() += inv_c_;
       if (intercept_) g(d_, d_) += 1e-12 * (1.0 + g(d_, d_));  // keeps a saturated intercept invertible
@@ -279,8 +279,11 @@ class logistic_objective {
   Eigen::Index classes_, outputs_, d_, stride_;
   double inv_c_;
   bool intercept_;
-  row_matrix<double> block_, scores_;
+  row_matrix<Real> block_, scores_;
 };
+
+/// The logistic objective (basic_logistic_objective's only instantiation).
+using logistic_objective = basic_logistic_objective<>;
 
 /// The result of a line search: the accepted step and the objective there.
 struct line_search_step {
@@ -291,17 +294,22 @@ struct line_search_step {
 /// L-BFGS (Nocedal 1980) with H0 = gamma M^-1 per output row (M the preconditioner, identity if
 /// none) and a strong-Wolfe line search (c1 = 1e-4, c2 = 0.9; bracketing and cubic zoom, Nocedal &
 /// Wright 2006, algorithms 3.5-3.6). Stops like scipy's L-BFGS-B: max |g| <= tol, or relative
-/// decrease <= ftol, or max_iterations.
-class lbfgs_solver {
+/// decrease <= ftol, or max_iterations. A class template on the objective only so that it is
+/// compiled where it is used; write lbfgs_solver.
+template <class Objective = logistic_objective>
+class basic_lbfgs_solver {
+  using matrix = row_matrix<typename Objective::real_type>;
+  using vec = vector<typename Objective::real_type>;
+
  public:
-  lbfgs_solver(logistic_objective& f, const logistic_regression_options& o) : f_(f), o_(o) {
+  basic_lbfgs_solver(Objective& f, const logistic_regression_options& o) : f_(f), o_(o) {
     if (o.precondition) has_m_ = f.preconditioner(m_);
   }
 
   /// Minimises from theta (updated in place).
-  logistic_regression_result run(vector<double>& theta) {
+  logistic_regression_result run(vec& theta) {
     logistic_regression_result r;
-    vector<double> g, g_new, d, theta_new;
+    vec g, g_new, d, theta_new;
     double value = eval(theta, g);
     r.stop_reason = "max_iterations";
     std::size_t iterations = 0;
@@ -344,15 +352,15 @@ class lbfgs_solver {
       // the log-loss falls as predictions saturate, and the metric is then again close to the Hessian.
       if (o_.precondition && iterations >= 4 && (iterations & (iterations - 1)) == 0 &&
           static_cast<double>(evaluations_ - refreshed_at_) * f_.evaluation_cost() >= f_.refresh_cost()) {
-        std::vector<Eigen::LLT<row_matrix<double>>> refreshed;
+        std::vector<Eigen::LLT<matrix>> refreshed;
         if (f_.preconditioner(refreshed, &theta_new)) {
           m_ = std::move(refreshed);
           has_m_ = true;
           refreshed_at_ = evaluations_;
         }
       }
-      vector<double> s = theta_new - theta;
-      vector<double> yv = g_new - g;
+      vec s = theta_new - theta;
+      vec yv = g_new - g;
       const double sy = s.dot(yv);
       if (sy > 1e-12 * yv.squaredNorm()) {
         if (s_.size() == std::max<std::size_t>(o_.history, 1)) {
@@ -382,22 +390,22 @@ class lbfgs_solver {
   }
 
  private:
-  double eval(const vector<double>& theta, vector<double>& g) {
+  double eval(const vec& theta, vec& g) {
     ++evaluations_;
     return f_(theta, g);
   }
 
   // q <- M^-1 q, row by row.
-  void apply_m_inverse(vector<double>& q) const {
+  void apply_m_inverse(vec& q) const {
     if (!has_m_) return;
     for (Eigen::Index k = 0; k < f_.outputs(); ++k) {
-      Eigen::Map<vector<double>> seg(q.data() + k * f_.stride(), f_.stride());
+      Eigen::Map<vec> seg(q.data() + k * f_.stride(), f_.stride());
       m_[m_.size() == 1 ? 0 : static_cast<std::size_t>(k)].solveInPlace(seg);
     }
   }
 
   // d = -H g by the two-loop recursion.
-  void direction(const vector<double>& g, vector<double>& d) {
+  void direction(const vec& g, vec& d) {
     d = -g;
     const std::size_t k = s_.size();
     std::vector<double> alpha(k);
@@ -407,7 +415,7 @@ class lbfgs_solver {
     }
     apply_m_inverse(d);
     if (k > 0) {
-      vector<double> my = y_.back();
+      vec my = y_.back();
       apply_m_inverse(my);
       const double gamma = s_.back().dot(y_.back()) / std::max(y_.back().dot(my), 1e-300);
       d *= gamma;
@@ -436,9 +444,8 @@ class lbfgs_solver {
     return std::isfinite(t) ? t : 0.5 * (a + b);
   }
 
-  line_search_step line_search(const vector<double>& theta, double f0, const vector<double>& g0,
-                               const vector<double>& d, double dg0, double step, vector<double>& theta_new,
-                               vector<double>& g_new) {
+  line_search_step line_search(const vec& theta, double f0, const vec& g0, const vec& d, double dg0, double step,
+                               vec& theta_new, vec& g_new) {
     constexpr double c1 = 1e-4, c2 = 0.9;
     std::size_t budget = std::max<std::size_t>(o_.max_line_search, 1);
     (void)g0;
@@ -450,7 +457,7 @@ class lbfgs_solver {
     };
     // Best point with sufficient decrease, kept in case the budget runs out.
     double best_step = 0, best_value = f0;
-    vector<double> best_theta, best_g;
+    vec best_theta, best_g;
     const auto remember = [&](double a, double fa) {
       if (std::isfinite(fa) && fa <= f0 + c1 * a * dg0 && fa < best_value) {
         best_step = a;
@@ -494,9 +501,9 @@ class lbfgs_solver {
   }
 
   template <class Try, class Remember, class GiveBest>
-  line_search_step zoom(const vector<double>& /*theta*/, double f0, double dg0, const vector<double>& /*d*/, double lo,
-                        double f_lo, double d_lo, double hi, double f_hi, double d_hi, std::size_t& budget,
-                        Try& try_step, Remember& remember, GiveBest& give_best) {
+  line_search_step zoom(const vec& /*theta*/, double f0, double dg0, const vec& /*d*/, double lo, double f_lo,
+                        double d_lo, double hi, double f_hi, double d_hi, std::size_t& budget, Try& try_step,
+                        Remember& remember, GiveBest& give_best) {
     constexpr double c1 = 1e-4, c2 = 0.9;
     while (budget > 0) {
       const double width = hi - lo;
@@ -527,15 +534,18 @@ class lbfgs_solver {
     return give_best();
   }
 
-  logistic_objective& f_;
+  Objective& f_;
   const logistic_regression_options& o_;
-  std::vector<Eigen::LLT<row_matrix<double>>> m_;
+  std::vector<Eigen::LLT<matrix>> m_;
   bool has_m_ = false;
   std::size_t refreshed_at_ = 0;
-  std::deque<vector<double>> s_, y_;
+  std::deque<vec> s_, y_;
   std::deque<double> rho_;
   std::size_t evaluations_ = 0;
 };
+
+/// The L-BFGS solver of the logistic objective.
+using lbfgs_solver = basic_lbfgs_solver<>;
 
 /// Checks the options of a logistic regression; `who` names the caller.
 inline void check_logistic_options(const logistic_regression_options& o, std::string_view who) {
@@ -558,6 +568,7 @@ inline void check_class_labels(std::span<const std::int32_t> y, std::size_t rows
 }
 
 /// Fits logistic regression to a row view; `start` (optional) warm-starts from earlier weights.
+template <class = void>
 inline logistic_regression_result fit_logistic(float_rows x, std::span<const std::int32_t> y, std::size_t classes,
                                                const logistic_regression_options& o,
                                                const linear_weights* start = nullptr) {
@@ -594,15 +605,16 @@ inline logistic_regression_result fit_logistic(float_rows x, std::span<const std
   return r;
 }
 
-/// Scores x W^T + b, [N, outputs] in double, computed block by block.
-inline row_matrix<double> decision_scores(const linear_weights& m, float_rows x) {
+/// Scores x W^T + b, [N, outputs] in double (Real), computed block by block.
+template <class Real = double>
+inline row_matrix<Real> decision_scores(const linear_weights& m, float_rows x) {
   const auto d = static_cast<Eigen::Index>(m.features), k = static_cast<Eigen::Index>(m.outputs);
-  const Eigen::Map<const row_matrix<double>> w(m.weight.data(), k, d);
-  row_matrix<double> out(x.rows(), k);
-  row_matrix<double> block(std::min(block_rows(d), std::max<Eigen::Index>(x.rows(), 1)), d);
+  const Eigen::Map<const row_matrix<Real>> w(m.weight.data(), k, d);
+  row_matrix<Real> out(x.rows(), k);
+  row_matrix<Real> block(std::min(block_rows(d), std::max<Eigen::Index>(x.rows(), 1)), d);
   for (Eigen::Index start = 0; start < x.rows(); start += block.rows()) {
     const Eigen::Index b = std::min<Eigen::Index>(block.rows(), x.rows() - start);
-    block.topRows(b) = x.middleRows(start, b).cast<double>();
+    block.topRows(b) = x.middleRows(start, b).template cast<Real>();
     out.middleRows(start, b).noalias() = block.topRows(b) * w.transpose();
   }
   for (Eigen::Index j = 0; j < k; ++j) out.col(j).array() += m.bias[static_cast<std::size_t>(j)];
@@ -620,6 +632,7 @@ inline void check_weights(const linear_weights& m, std::size_t d, std::string_vi
 }
 
 /// The predicted class of each row: score > 0 (binary, class 1) or the first largest score.
+template <class = void>
 inline std::vector<std::int32_t> predict_rows(const linear_weights& m, float_rows x) {
   const row_matrix<double> s = decision_scores(m, x);
   std::vector<std::int32_t> out(static_cast<std::size_t>(x.rows()));
@@ -637,6 +650,7 @@ inline std::vector<std::int32_t> predict_rows(const linear_weights& m, float_row
 }
 
 /// The natural-log probability of each row's class y[i] under a logistic model.
+template <class = void>
 inline std::vector<double> log_probability_rows(const linear_weights& m, float_rows x,
                                                 std::span<const std::int32_t> y) {
   const row_matrix<double> s = decision_scores(m, x);
@@ -655,34 +669,35 @@ inline std::vector<double> log_probability_rows(const linear_weights& m, float_r
   return out;
 }
 
-/// Ridge regression on a row view (closed form in double, centred data).
+/// Ridge regression on a row view (closed form in double (Real), centred data).
+template <class Real = double>
 inline linear_weights fit_ridge(float_rows x, std::span<const double> y, const ridge_options& o) {
   const Eigen::Index n = x.rows(), d = x.cols();
-  vector<double> mean_x = vector<double>::Zero(d);
+  vector<Real> mean_x = vector<Real>::Zero(d);
   double mean_y = 0;
   if (o.fit_intercept) {
-    for (Eigen::Index i = 0; i < n; ++i) mean_x += x.row(i).cast<double>().transpose();
+    for (Eigen::Index i = 0; i < n; ++i) mean_x += x.row(i).template cast<Real>().transpose();
     mean_x /= static_cast<double>(n);
     for (const double v : y) mean_y += v;
     mean_y /= static_cast<double>(n);
   }
-  row_matrix<double> gram = row_matrix<double>::Zero(d, d);
-  vector<double> xty = vector<double>::Zero(d);
-  row_matrix<double> block(std::min(block_rows(d), std::max<Eigen::Index>(n, 1)), d);
-  vector<double> yb(block.rows());
+  row_matrix<Real> gram = row_matrix<Real>::Zero(d, d);
+  vector<Real> xty = vector<Real>::Zero(d);
+  row_matrix<Real> block(std::min(block_rows(d), std::max<Eigen::Index>(n, 1)), d);
+  vector<Real> yb(block.rows());
   for (Eigen::Index start = 0; start < n; start += block.rows()) {
     const Eigen::Index b = std::min<Eigen::Index>(block.rows(), n - start);
     auto xb = block.topRows(b);
-    xb = x.middleRows(start, b).cast<double>();
+    xb = x.middleRows(start, b).template cast<Real>();
     xb.rowwise() -= mean_x.transpose();
     for (Eigen::Index i = 0; i < b; ++i) yb[i] = y[static_cast<std::size_t>(start + i)] - mean_y;
-    gram.selfadjointView<Eigen::Lower>().rankUpdate(xb.transpose());
+    gram.template selfadjointView<Eigen::Lower>().rankUpdate(xb.transpose());
     xty.noalias() += xb.transpose() * yb.head(b);
   }
-  gram.triangularView<Eigen::StrictlyUpper>() = gram.transpose();
+  gram.template triangularView<Eigen::StrictlyUpper>() = gram.transpose();
   gram.diagonal().array() += o.alpha;
-  vector<double> w;
-  Eigen::LLT<row_matrix<double>> llt(gram);
+  vector<Real> w;
+  Eigen::LLT<row_matrix<Real>> llt(gram);
   if (o.alpha > 0 && llt.info() == Eigen::Success) {
     w = llt.solve(xty);
   } else {
@@ -707,6 +722,7 @@ inline linear_weights fit_ridge(float_rows x, std::span<const double> y, const r
 /// max_iterations), preconditioned by c X^T X + I / C; `converged` and `stop_reason` say how it ended.
 ///
 /// Example: `auto fit = glassbox::fit_logistic_regression(x, y, 2, {.C = 0.5});`
+template <class = void>
 inline logistic_regression_result fit_logistic_regression(const tensor2& x, std::span<const std::int32_t> y,
                                                           std::size_t classes,
                                                           const logistic_regression_options& options = {}) {
@@ -723,12 +739,14 @@ inline logistic_regression_result fit_logistic_regression(const tensor2& x, std:
 
 /// The predicted class of every row of x [N, d]: class 1 where the score is > 0 (binary), else
 /// the class of the largest score (the first on ties), as scikit-learn's predict.
+template <class = void>
 inline std::vector<std::int32_t> predict_classes(const linear_weights& model, const tensor2& x) {
   detail::check_weights(model, x.shape(1), "predict_classes");
   return detail::predict_rows(model, detail::rows_of(x));
 }
 
 /// Class probabilities [N, K] of a logistic model (K = 2 for a binary model), in double.
+template <class = void>
 inline detail::row_matrix<double> predict_probabilities(const linear_weights& model, const tensor2& x) {
   detail::check_weights(model, x.shape(1), "predict_probabilities");
   const auto s = detail::decision_scores(model, detail::rows_of(x));
@@ -752,6 +770,7 @@ inline detail::row_matrix<double> predict_probabilities(const linear_weights& mo
 /// unpenalised), solved in closed form in double on centred data; x is [N, d], y one value per row.
 ///
 /// Example: `auto m = glassbox::fit_ridge_regression(x, y, {.alpha = 10});`
+template <class = void>
 inline linear_weights fit_ridge_regression(const tensor2& x, std::span<const double> y,
                                            const ridge_options& options = {}) {
   constexpr std::string_view who = "fit_ridge_regression";
@@ -770,6 +789,7 @@ inline linear_weights fit_ridge_regression(const tensor2& x, std::span<const dou
 }
 
 /// The value x_i . w + b of a ridge (or any single-output linear) model for every row of x [N, d].
+template <class = void>
 inline std::vector<double> predict_values(const linear_weights& model, const tensor2& x) {
   detail::check_weights(model, x.shape(1), "predict_values");
   detail::require<shape_error>(model.outputs == 1, "glassbox::predict_values: the model must have 1 output, got {}",

@@ -71,6 +71,7 @@ inline void check_mdl_options(const mdl_options& o, std::string_view who) {
 }
 
 /// The online code over rows in the given order.
+template <class = void>
 inline mdl_result online_code(float_rows x, std::span<const std::int32_t> y, std::size_t classes,
                               const mdl_options& o) {
   const auto n = static_cast<std::size_t>(x.rows());
@@ -113,6 +114,7 @@ inline mdl_result online_code(float_rows x, std::span<const std::int32_t> y, std
 /// Each probe is warm-started from the previous one (the same optimum, fewer iterations).
 ///
 /// Example: `auto code = glassbox::online_codelength(x, y, 3);  // code.codelength_bits, code.compression`
+template <class = void>
 inline mdl_result online_codelength(const tensor2& x, std::span<const std::int32_t> y, std::size_t classes,
                                     const mdl_options& options = {}) {
   constexpr std::string_view who = "online_codelength";

@@ -51,19 +51,21 @@ struct mlp_probe {
 
 namespace detail {
 
-/// Scores [n, K] of an MLP probe.
+/// Scores [n, K] of an MLP probe, computed in float (Real).
+template <class Real = float>
 inline row_matrix<float> mlp_scores(const mlp_probe& m, float_rows x) {
   const auto d = static_cast<Eigen::Index>(m.features), h = static_cast<Eigen::Index>(m.hidden),
              k = static_cast<Eigen::Index>(m.classes);
-  const Eigen::Map<const row_matrix<float>> w1(m.w1.data(), h, d), w2(m.w2.data(), k, h);
-  const Eigen::Map<const Eigen::RowVectorXf> b1(m.b1.data(), h), b2(m.b2.data(), k);
-  row_matrix<float> hid = (x * w1.transpose()).rowwise() + b1;
+  const Eigen::Map<const row_matrix<Real>> w1(m.w1.data(), h, d), w2(m.w2.data(), k, h);
+  const Eigen::Map<const Eigen::Matrix<Real, 1, Eigen::Dynamic>> b1(m.b1.data(), h), b2(m.b2.data(), k);
+  row_matrix<Real> hid = (x * w1.transpose()).rowwise() + b1;
   hid = hid.cwiseMax(0.0f);
-  row_matrix<float> z = (hid * w2.transpose()).rowwise() + b2;
+  row_matrix<Real> z = (hid * w2.transpose()).rowwise() + b2;
   return z;
 }
 
 /// Mean cross-entropy (nats) and accuracy of an MLP probe on rows.
+template <class = void>
 inline std::pair<double, double> mlp_loss_accuracy(const mlp_probe& m, float_rows x, std::span<const std::int32_t> y) {
   if (x.rows() == 0) return {0.0, 0.0};
   const row_matrix<float> z = mlp_scores(m, x);
@@ -84,7 +86,8 @@ inline std::pair<double, double> mlp_loss_accuracy(const mlp_probe& m, float_row
   return {loss / static_cast<double>(z.rows()), static_cast<double>(right) / static_cast<double>(z.rows())};
 }
 
-/// Trains an MLP probe on row views; dev rows (may be empty) choose the epoch kept.
+/// Trains an MLP probe on row views, in float (Real); dev rows (may be empty) choose the epoch kept.
+template <class Real = float>
 inline mlp_probe fit_mlp(float_rows x, std::span<const std::int32_t> y, std::size_t classes, const mlp_probe_options& o,
                          float_rows dev_x, std::span<const std::int32_t> dev_y) {
   const Eigen::Index n = x.rows(), d = x.cols(), h = static_cast<Eigen::Index>(o.hidden),
@@ -116,7 +119,7 @@ inline mlp_probe fit_mlp(float_rows x, std::span<const std::int32_t> y, std::siz
   std::vector<std::size_t> order(static_cast<std::size_t>(n));
   std::iota(order.begin(), order.end(), std::size_t{0});
   const auto batch = static_cast<Eigen::Index>(std::max<std::size_t>(o.batch_size, 1));
-  row_matrix<float> xb(batch, d), hid(batch, h), z(batch, k), dh(batch, h);
+  row_matrix<Real> xb(batch, d), hid(batch, h), z(batch, k), dh(batch, h);
   std::size_t step = 0;
   mlp_probe best = m;
   double best_loss = std::numeric_limits<double>::infinity();
@@ -126,8 +129,8 @@ inline mlp_probe fit_mlp(float_rows x, std::span<const std::int32_t> y, std::siz
       const Eigen::Index b = std::min(batch, n - start);
       for (Eigen::Index i = 0; i < b; ++i)
         xb.row(i) = x.row(static_cast<Eigen::Index>(order[static_cast<std::size_t>(start + i)]));
-      const Eigen::Map<row_matrix<float>> w1(m.w1.data(), h, d), w2(m.w2.data(), k, h);
-      const Eigen::Map<Eigen::RowVectorXf> b1(m.b1.data(), h), b2(m.b2.data(), k);
+      const Eigen::Map<row_matrix<Real>> w1(m.w1.data(), h, d), w2(m.w2.data(), k, h);
+      const Eigen::Map<Eigen::Matrix<Real, 1, Eigen::Dynamic>> b1(m.b1.data(), h), b2(m.b2.data(), k);
       auto xs = xb.topRows(b);
       auto hs = hid.topRows(b);
       auto zs = z.topRows(b);
@@ -144,12 +147,12 @@ inline mlp_probe fit_mlp(float_rows x, std::span<const std::int32_t> y, std::siz
         zs(i, static_cast<Eigen::Index>(y[order[static_cast<std::size_t>(start + i)]])) -= 1.0f;
       }
       zs /= static_cast<float>(b);
-      Eigen::Map<row_matrix<float>> gw1(grads[0].data(), h, d), gw2(grads[2].data(), k, h);
-      Eigen::Map<Eigen::RowVectorXf> gb1(grads[1].data(), h), gb2(grads[3].data(), k);
+      Eigen::Map<row_matrix<Real>> gw1(grads[0].data(), h, d), gw2(grads[2].data(), k, h);
+      Eigen::Map<Eigen::Matrix<Real, 1, Eigen::Dynamic>> gb1(grads[1].data(), h), gb2(grads[3].data(), k);
       gw2.noalias() = zs.transpose() * hs;
       gb2 = zs.colwise().sum();
       dhs.noalias() = zs * w2;
-      dhs = dhs.cwiseProduct((hs.array() > 0.0f).cast<float>().matrix());
+      dhs = dhs.cwiseProduct((hs.array() > 0.0f).template cast<Real>().matrix());
       gw1.noalias() = dhs.transpose() * xs;
       gb1 = dhs.colwise().sum();
       if (o.weight_decay > 0) {
@@ -189,6 +192,7 @@ inline mlp_probe fit_mlp(float_rows x, std::span<const std::int32_t> y, std::siz
 }
 
 /// Predicted classes of an MLP probe (the first largest score).
+template <class = void>
 inline std::vector<std::int32_t> mlp_predict_rows(const mlp_probe& m, float_rows x) {
   const row_matrix<float> z = mlp_scores(m, x);
   std::vector<std::int32_t> out(static_cast<std::size_t>(z.rows()));
@@ -216,6 +220,7 @@ inline void check_mlp_options(const mlp_probe_options& o, std::string_view who) 
 /// Trains an MLP probe softmax(W2 relu(W1 x + b1) + b2) on rows x [N, d] with classes y, by Adam
 /// on the mean cross-entropy in float; with dev rows, the epoch of lowest dev loss is kept. The
 /// same seed gives the same probe. See mlp_probe_warning before reading its accuracy.
+template <class = void>
 inline mlp_probe fit_mlp_probe(const tensor2& x, std::span<const std::int32_t> y, std::size_t classes,
                                const mlp_probe_options& options = {}, const tensor2* dev_x = nullptr,
                                std::span<const std::int32_t> dev_y = {}) {
@@ -238,6 +243,7 @@ inline mlp_probe fit_mlp_probe(const tensor2& x, std::span<const std::int32_t> y
 }
 
 /// The predicted class of every row of x [N, d] under an MLP probe.
+template <class = void>
 inline std::vector<std::int32_t> predict_classes(const mlp_probe& probe, const tensor2& x) {
   detail::require<shape_error>(x.shape(1) == probe.features,
                                "glassbox::predict_classes: x must have {} columns, got {}", probe.features, x.shape(1));

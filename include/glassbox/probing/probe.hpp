@@ -247,6 +247,7 @@ struct probe_fit_scores {
 };
 
 /// Trains the probe family on train and scores it on the parts; labels are `values` per row.
+template <class = void>
 inline probe_fit_scores fit_and_score(const tensor2& xtrain, const tensor2& xdev, const tensor2& xtest,
                                       std::span<const double> values, const probe_split& split, label_kind kind,
                                       std::size_t classes, const probe_options& o, std::uint64_t mlp_seed) {
@@ -505,6 +506,7 @@ requires std::invocable<LoadLayer&, std::size_t> probe_result probe_layers(const
 ///   auto set = glassbox::collect_activations(model, reviews, labels);
 ///   auto r = glassbox::probe_layers(set, {.mdl = true, .seed = 1});
 ///   for (const auto& l : r.layers) fmt::print("{} {} {}\n", l.layer, *l.test_accuracy, *l.selectivity);
+template <class = void>
 inline probe_result probe_layers(const activation_set& set, const probe_options& options = {}) {
   detail::require<shape_error>(set.activations.size() == set.layers.size(),
                                "glassbox::probe_layers: the set must hold one activation matrix per layer ({}), got {} "

@@ -258,6 +258,7 @@ struct fitted_cav {
 };
 
 /// A unit CAV from a logistic classifier of positives (class 1) against negatives (class 0).
+template <class = void>
 inline fitted_cav fit_cav(const tensor2& positives, std::span<const std::size_t> pos_rows, const tensor2& negatives,
                           std::span<const std::size_t> neg_rows, const logistic_regression_options& o) {
   const std::size_t d = positives.shape(1);
