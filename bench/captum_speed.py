@@ -5,7 +5,8 @@ Captum is not packaged by Debian; run this with a source checkout of it (pure Py
 
     git clone https://github.com/pytorch/captum /tmp/captum         # v0.8.0 was measured
     apt-get install python3-torch libopenblas0-pthread
-    /usr/bin/python3 bench/captum_speed.py --captum /tmp/captum --glassbox build/release/apps/glassbox
+    /usr/bin/python3 bench/captum_speed.py --captum /tmp/captum --glassbox build/release/apps/glassbox \
+        --attribution-speed build/release/bench/attribution_speed
 
 The model is a random float32 GPT-2 (6 layers, 4 heads, width 256, vocabulary 5,000, 128 positions,
 GPT-2's initialisation, seed 1), written once as model.safetensors + config.json into --work. Both
@@ -21,7 +22,9 @@ zero-embedding baseline:
 | KernelSHAP, T = 32, 512 samples | --method kernel-shap --samples 510 (+ the two ends) | KernelShap, n_samples=512, perturbations_per_eval=64 |
 
 glassbox's time is the whole command (process start, loading the model, the method, writing the
-JSON), at --threads 1 --batch-size 64; Captum's is its attribute() call alone, after
+JSON), at --threads 1 --batch-size 64, and with --attribution-speed also the library call alone
+(bench/attribution_speed, prefix reuse on; the model loaded from the same checkpoint); Captum's is
+its attribute() call alone, after
 torch.set_num_threads(1). The PyTorch model is the GPT-2 of bench/gpt2_torch.py, batched, and
 computes only the last position's logits (the best a Captum user can do; --all-rows computes every
 position's, as a Hugging Face GPT2LMHeadModel does). Times are medians of --repetitions runs.
@@ -131,6 +134,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--captum", required=True, help="directory holding the captum package (a source checkout)")
     ap.add_argument("--glassbox", required=True, help="path of the glassbox program")
+    ap.add_argument("--attribution-speed", help="path of bench/attribution_speed: adds glassbox's library call alone")
     ap.add_argument("--work", default="/tmp/glassbox_captum_speed", help="where the model is written")
     ap.add_argument("--repetitions", type=int, default=3)
     ap.add_argument("--all-rows", action="store_true", help="the PyTorch model computes every position's logits")
@@ -185,8 +189,23 @@ def main():
 
     print(f"glassbox {args.glassbox} against Captum ({args.captum}), torch {torch.__version__}, one thread each;"
           f" PyTorch model computes {'every position' if args.all_rows else 'the last position'}")
-    print("| method | glassbox (whole process) | Captum (attribute call) | Captum / glassbox |")
-    print("|---|---:|---:|---:|")
+    library = {}
+    if args.attribution_speed:
+        out = subprocess.run([args.attribution_speed, "--model", args.work, "--repetitions", str(max(3, args.repetitions)),
+                              "--methods", args.methods], check=True, capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            if line.startswith("matrix product"):
+                print(line)
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if len(cells) >= 6 and cells[0] in ours:
+                library[cells[0]] = (float(cells[1]), float(cells[5]))
+    if library:
+        print("| method | glassbox (library call) | glassbox (whole process) | Captum (attribute call) "
+              "| Captum / glassbox call | Captum / glassbox process | from-scratch work | Captum's rate |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    else:
+        print("| method | glassbox (whole process) | Captum (attribute call) | Captum / glassbox |")
+        print("|---|---:|---:|---:|")
     for name in args.methods.split(","):
         T = 64 if name == "ig" else 32
         g, c = glassbox_run(name, T), captum_run(name, T)
@@ -201,7 +220,12 @@ def main():
             c()
             ct.append(time.perf_counter() - t0)
         gm, cm = statistics.median(gt), statistics.median(ct)
-        print(f"| {titles[name]} | {gm:.3f} s | {cm:.3f} s | {cm / gm:.2f}x |", flush=True)
+        if library:
+            lm, work = library[name]
+            print(f"| {titles[name]} | {lm:.3f} s | {gm:.3f} s | {cm:.3f} s | {cm / lm:.2f}x | {cm / gm:.2f}x "
+                  f"| {work:.1f} GFLOP | {work / cm:.0f} GFLOP/s |", flush=True)
+        else:
+            print(f"| {titles[name]} | {gm:.3f} s | {cm:.3f} s | {cm / gm:.2f}x |", flush=True)
 
 
 if __name__ == "__main__":
