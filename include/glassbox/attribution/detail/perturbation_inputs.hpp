@@ -149,7 +149,8 @@ inline std::size_t common_prefix(const tensor2& a, const tensor2& b) {
 /// shares with the closest one are not computed again. An input that differs from it only after the
 /// last row the target reads takes the reference's value (computed once, from the first row read on,
 /// resumed from the reference's own cache); the others are resumed from the reference's cached keys
-/// and values at their first change (or at the first row read, if that comes earlier). A reference is cached only when the rows it saves outweigh the pass it costs.
+/// and values at their first change (or at the first row read, if that comes earlier). A reference
+/// is cached only when the rows it saves outweigh the passes it costs.
 /// full(inputs) evaluates inputs from scratch; cache(input) builds a cache; resume(cache, inputs,
 /// starts) evaluates inputs resumed from it. The values do not depend on which inputs share what.
 template <class Input, class Full, class MakeCache, class Resume>
