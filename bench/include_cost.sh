@@ -2,7 +2,9 @@
 # What including glassbox costs a user's build ("Include cost" in docs/building.md): the CPU time of
 # compiling a translation unit that only includes one header, for Eigen, xtensor and every public
 # glassbox header, with the compiler and flags a user's plain build has (GCC, -std=c++20 -O2); then
-# the cost of a first real use, one integrated-gradients call on the reference GPT-2.
+# the cost of a first real use, one integrated-gradients call on the reference GPT-2, compiled with
+# the model in the same translation unit and with `extern template class
+# glassbox::models::basic_gpt2<float>;` (the model compiled once elsewhere, as tests/support does).
 #
 #   bench/include_cost.sh                      every public header, best of 3
 #   CXX=clang++-14 bench/include_cost.sh       another compiler
@@ -12,6 +14,7 @@
 #                                              against BEFORE/include (a copy of the tree before a change,
 #                                              e.g. `git archive HEAD | tar -x -C /tmp/before`) and this
 #                                              tree's include/, so that both columns see the same load
+#                                              (the first-use rows too, unless FIRST_USE=0)
 #
 # Times are user + system CPU seconds of the compiler (GNU time is not needed: bash's `times` of a
 # subshell), so a busy machine inflates them less than wall time; run it on a quiet machine anyway.
@@ -78,6 +81,26 @@ header_seconds() {
   compile_seconds "$work/tu.cpp"
 }
 
+# A first real use: one integrated-gradients call on the reference GPT-2, written to $work/first_use.cpp
+# (the model compiled in the same translation unit, as a user's first program would) and to
+# $work/first_use_extern.cpp (the same after `extern template class ...basic_gpt2<float>;`).
+write_first_use() {
+  cat > "$work/first_use.cpp" <<'EOF2'
+#include <glassbox/attribution/integrated_gradients.hpp>
+#include <glassbox/models/gpt2.hpp>
+int main() {
+  const auto model = glassbox::models::gpt2::random(glassbox::models::gpt2_config{}, 1);
+  const glassbox::token_sequence tokens = {464, 3797, 3332, 319, 262};
+  return glassbox::integrated_gradients(model, tokens, glassbox::target::log_probability(2603)).scores.size() == 5 ? 0 : 1;
+}
+EOF2
+  { sed -n '1,2p' "$work/first_use.cpp"
+    echo 'extern template class glassbox::models::basic_gpt2<float>;'
+    sed -n '3,$p' "$work/first_use.cpp"; } > "$work/first_use_extern.cpp"
+}
+first_use_rows='one integrated_gradients call on the reference GPT-2, one translation unit'
+extern_rows='the same with extern template class glassbox::models::basic_gpt2<float>'
+
 if (($# > 0)); then
   headers=("$@")
 else
@@ -111,6 +134,20 @@ if [[ -n "$before" ]]; then
     printf '| `%s` | %s | %.2f | %s | %.2f |\n' "$shown" "$b" "$(awk "BEGIN {print $b / $eb}")" "$a" \
       "$(awk "BEGIN {print $a / $ea}")"
   done
+  [[ "${FIRST_USE:-1}" == 0 ]] && exit 0
+  write_first_use
+  echo
+  echo "| first real use | before (s) | after (s) |"
+  echo "|---|---:|---:|"
+  for f in first_use first_use_extern; do
+    b="" a=""
+    for ((k = 0; k < repeat; ++k)); do
+      b=$(smaller "$b" "$(compile_once "$work/$f.cpp" before_flags)")
+      a=$(smaller "$a" "$(compile_once "$work/$f.cpp" flags)")
+    done
+    [[ "$f" == first_use ]] && what="$first_use_rows" || what="$extern_rows"
+    printf '| %s | %s | %s |\n' "$what" "$b" "$a"
+  done
   exit 0
 fi
 
@@ -128,18 +165,7 @@ for h in "${headers[@]}"; do
 done
 
 [[ "${FIRST_USE:-1}" == 0 ]] && exit 0
-
-# A first real use: one integrated-gradients call on the reference GPT-2 (the model compiled in the
-# same translation unit, as a user's first program would).
-cat > "$work/first_use.cpp" <<'EOF'
-#include <glassbox/attribution/integrated_gradients.hpp>
-#include <glassbox/models/gpt2.hpp>
-int main() {
-  const auto model = glassbox::models::gpt2::random(glassbox::models::gpt2_config{}, 1);
-  const glassbox::token_sequence tokens = {464, 3797, 3332, 319, 262};
-  return glassbox::integrated_gradients(model, tokens, glassbox::target::log_probability(2603)).scores.size() == 5 ? 0 : 1;
-}
-EOF
-first=$(compile_seconds "$work/first_use.cpp")
+write_first_use
 echo
-printf 'first real use (one integrated_gradients call on the reference GPT-2, one translation unit): %s s\n' "$first"
+printf 'first real use (%s): %s s\n' "$first_use_rows" "$(compile_seconds "$work/first_use.cpp")"
+printf 'first real use (%s): %s s\n' "$extern_rows" "$(compile_seconds "$work/first_use_extern.cpp")"

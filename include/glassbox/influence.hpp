@@ -15,6 +15,7 @@
 #include "glassbox/influence/iterative.hpp"
 #include "glassbox/influence/kfac.hpp"
 #include "glassbox/influence/kfac_factors.hpp"
+#include "glassbox/influence/kfac_types.hpp"
 #include "glassbox/influence/measurement.hpp"
 #include "glassbox/influence/result.hpp"
 #include "glassbox/influence/tracin.hpp"

@@ -283,6 +283,7 @@ void score_training_examples(const M& model, std::span<const training_example> t
 }
 
 /// Common argument checks of the flat influence methods.
+template <class = void>
 inline void check_influence_inputs(std::size_t queries, std::size_t training, std::string_view caller) {
   require<shape_error>(queries >= 1, "glassbox::{}: queries must not be empty", caller);
   require<shape_error>(training >= 1, "glassbox::{}: training examples must not be empty", caller);

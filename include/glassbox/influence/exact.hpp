@@ -89,6 +89,7 @@ eigen_inverse decompose_curvature(const Eigen::Matrix<Real, Eigen::Dynamic, Eige
 }
 
 /// Eigenvalues below -singular_tolerance x max |mu|: the numerically negative ones.
+template <class = void>
 inline std::size_t negative_count(const Eigen::VectorXd& values) {
   if (values.size() == 0) return 0;
   const double bound = -singular_tolerance * values.cwiseAbs().maxCoeff();
@@ -96,6 +97,7 @@ inline std::size_t negative_count(const Eigen::VectorXd& values) {
 }
 
 /// Records the options of an exact run.
+template <class = void>
 inline std::vector<named_option> exact_options_record(const exact_influence_options& o, double damping,
                                                       std::size_t parameters) {
   return {{"damping", damping},

@@ -164,12 +164,14 @@ Eigen::VectorXd lissa(const M& model, std::span<const training_example> training
   return estimate;
 }
 
+template <class = void>
 inline void check_cg_options(const cg_influence_options& o, std::string_view caller) {
   require(o.max_iterations >= 1, "glassbox::{}: max_iterations must be >= 1, got 0", caller);
   require(std::isfinite(o.tolerance) && o.tolerance >= 0, "glassbox::{}: tolerance must be finite and >= 0, got {}",
           caller, o.tolerance);
 }
 
+template <class = void>
 inline void check_lissa_options(const lissa_influence_options& o, std::string_view caller) {
   require(o.depth >= 1, "glassbox::{}: depth must be >= 1, got 0", caller);
   require(o.repeats >= 1, "glassbox::{}: repeats must be >= 1, got 0", caller);
@@ -180,6 +182,7 @@ inline void check_lissa_options(const lissa_influence_options& o, std::string_vi
           o.divergence_threshold);
 }
 
+template <class = void>
 inline std::vector<named_option> cg_options_record(const cg_influence_options& o, double damping,
                                                    std::size_t parameters) {
   return {{"damping", damping},
@@ -190,6 +193,7 @@ inline std::vector<named_option> cg_options_record(const cg_influence_options& o
           {"top_k", static_cast<std::int64_t>(o.common.top_k)}};
 }
 
+template <class = void>
 inline std::vector<named_option> lissa_options_record(const lissa_influence_options& o, double damping,
                                                       std::size_t parameters) {
   return {{"damping", damping},

@@ -37,24 +37,6 @@
 
 namespace glassbox {
 
-/// Where finished shards of a score computation are kept: `load` fills the scores of training
-/// examples [begin, end) ([rows, end - begin], row-major) and returns true if that shard was
-/// finished before; `save` is called with every newly finished shard. Either may be empty.
-struct kfac_shard_store {
-  std::function<bool(std::size_t begin, std::size_t end, std::span<float> scores)> load{};  ///< a finished shard, if any
-  std::function<void(std::size_t begin, std::size_t end, std::span<const float> scores)> save{};  ///< keeps a shard
-};
-
-/// Options of K-FAC / EK-FAC scoring (`glassbox influence score --factors F`).
-struct kfac_score_options {
-  influence_options common{};   ///< damping (overrides the factors' own), top_k, execution
-  std::size_t query_rank = 0;   ///< rank-k approximation of each preconditioned query gradient per layer;
-                                ///< 0 = none (Kronfluence's query_gradient_rank = None); layers with
-                                ///< min(d_out, d_in + 1) <= k are kept exact
-  std::size_t shard_size = 1024;  ///< training examples per shard handed to `shards`
-  kfac_shard_store shards{};      ///< finished shards (resume); empty = in memory only
-};
-
 /// Preconditioned query gradients, ready to be scored against training examples.
 struct kfac_query_batch {
   /// One layer's preconditioned query gradients: stacked exactly or as rank-k factors.
@@ -107,6 +89,7 @@ struct kfac_token_statistics {
   std::vector<kfac_matrix> gradients;  ///< per layer [n, d_out]
 };
 
+template <class = void>
 inline kfac_token_statistics kfac_token_stats(std::vector<linear_layer_statistics>& stats,
                                               std::span<const kfac_layer_factors> layers, std::string_view caller,
                                               std::size_t index) {
@@ -122,6 +105,7 @@ inline kfac_token_statistics kfac_token_stats(std::vector<linear_layer_statistic
 }
 
 /// Checks a training example's shape before a model call.
+template <class = void>
 inline void kfac_check_example(const training_example& e, std::size_t index, std::string_view caller) {
   require<shape_error>(!e.tokens.empty() && e.labels.size() == e.tokens.size(),
                        "glassbox::{}: training example {} must have tokens and one label per token, got {} tokens and "
@@ -156,6 +140,18 @@ detail::row_matrix<double> kfac_layer_token_scores(const kfac_query_batch::layer
                                 .transpose();
   }
   return out;
+}
+
+/// Columns [j, j + k) of `out.left` and `out.right`: the best rank-k factors U_k S_k and V_k of `g`
+/// (SVD in double). A template on the scalar so that the SVD compiles only where it is called
+/// (docs/building.md, "Include cost").
+template <class Real = double>
+void kfac_low_rank(const kfac_matrix& g, Eigen::Index k, Eigen::Index j, kfac_query_batch::layer& out) {
+  using matrix = Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic>;
+  const matrix m = g.template cast<Real>();
+  Eigen::BDCSVD<matrix> svd(m, Eigen::ComputeThinU | Eigen::ComputeThinV);
+  out.left.middleCols(j, k) = (svd.matrixU().leftCols(k) * svd.singularValues().head(k).asDiagonal()).template cast<float>();
+  out.right.middleCols(j, k) = svd.matrixV().leftCols(k).template cast<float>();
 }
 
 }  // namespace detail
@@ -213,14 +209,8 @@ kfac_query_batch kfac_prepare_queries(const M& model, const kfac_factors& factor
       out.rank = rank;
       out.left.resize(o, static_cast<Eigen::Index>(nq) * k);
       out.right.resize(a, static_cast<Eigen::Index>(nq) * k);
-      for (std::size_t q = 0; q < nq; ++q) {
-        const Eigen::MatrixXd m = pre[q][l].cast<double>();
-        Eigen::BDCSVD<Eigen::MatrixXd> svd(m, Eigen::ComputeThinU | Eigen::ComputeThinV);
-        const auto j = static_cast<Eigen::Index>(q) * k;
-        out.left.middleCols(j, k) =
-            (svd.matrixU().leftCols(k) * svd.singularValues().head(k).asDiagonal()).cast<float>();
-        out.right.middleCols(j, k) = svd.matrixV().leftCols(k).cast<float>();
-      }
+      for (std::size_t q = 0; q < nq; ++q)
+        detail::kfac_low_rank(pre[q][l], k, static_cast<Eigen::Index>(q) * k, out);
     }
   }
   return batch;
@@ -296,6 +286,7 @@ void kfac_score_block(const M& model, const kfac_factors& factors, const kfac_qu
 
 /// Runs `compute(begin, end, block)` over the shards of [begin, end) (shard boundaries are multiples
 /// of shard_size from 0), taking finished shards from `store` and handing new ones to it; `rows` rows per shard.
+template <class = void>
 inline void kfac_sharded(std::size_t begin, std::size_t end, std::size_t rows, std::size_t shard_size,
                          const kfac_shard_store& store, std::span<float> out, progress_reporter& reporter,
                          const std::function<void(std::size_t, std::size_t, std::span<float>)>& compute) {
@@ -319,12 +310,14 @@ inline void kfac_sharded(std::size_t begin, std::size_t end, std::size_t rows, s
   }
 }
 
+template <class = void>
 inline void kfac_check_score_options(const kfac_score_options& o, std::string_view caller) {
   require(o.shard_size >= 1, "glassbox::{}: shard_size must be >= 1, got 0", caller);
   require(o.common.execution.batch_size >= 1, "glassbox::{}: batch_size must be >= 1, got 0", caller);
 }
 
 /// The options a K-FAC result records.
+template <class = void>
 inline std::vector<named_option> kfac_recorded_options(const kfac_factors& f, const kfac_score_options& o) {
   const std::optional<double> d = o.common.damping ? o.common.damping : f.damping;
   std::vector<named_option> out{{"method", std::string(to_string(f.method))},

@@ -38,153 +38,9 @@
 #include "glassbox/core/random.hpp"
 #include "glassbox/core/types.hpp"
 #include "glassbox/detail/eigen.hpp"
+#include "glassbox/influence/kfac_types.hpp"
 
 namespace glassbox {
-
-/// The curvature an influence computation preconditions with (`--method`).
-enum class factor_method {
-  ekfac,     ///< eigenvalue-corrected K-FAC (George et al. 2018), Kronfluence's default
-  kfac,      ///< K-FAC (Martens & Grosse 2015): Lambda = outer product of the factor eigenvalues
-  diagonal,  ///< per-parameter E[G^2] (a baseline)
-  identity,  ///< no curvature: plain gradient dot products (a baseline)
-};
-
-/// The stable name of a factor method ("ekfac", "kfac", "diagonal", "identity").
-constexpr std::string_view to_string(factor_method method) {
-  switch (method) {
-    case factor_method::ekfac: return "ekfac";
-    case factor_method::kfac: return "kfac";
-    case factor_method::diagonal: return "diagonal";
-    case factor_method::identity: return "identity";
-  }
-  return "unknown";
-}
-
-/// The factor method of a name ("ekfac", ...), or nothing for another name.
-constexpr std::optional<factor_method> factor_method_from_string(std::string_view name) {
-  for (auto m : {factor_method::ekfac, factor_method::kfac, factor_method::diagonal, factor_method::identity})
-    if (to_string(m) == name) return m;
-  return std::nullopt;
-}
-
-/// Which labels the curvature's gradients are taken with.
-enum class fisher_type {
-  sampled,    ///< the true Fisher: one label per scored row drawn from the model's own prediction (Kronfluence's default)
-  empirical,  ///< the empirical Fisher: the examples' own labels
-  expected,   ///< the true Fisher computed exactly: every label weighted by its probability (one backward pass per
-              ///< scored row and vocabulary entry; for small vocabularies and tests)
-};
-
-/// The stable name of a Fisher type ("sampled", "empirical", "expected").
-constexpr std::string_view to_string(fisher_type type) {
-  switch (type) {
-    case fisher_type::sampled: return "sampled";
-    case fisher_type::empirical: return "empirical";
-    case fisher_type::expected: return "expected";
-  }
-  return "unknown";
-}
-
-/// The Fisher type of a name ("sampled", "empirical", "expected"), or nothing for another name.
-constexpr std::optional<fisher_type> fisher_type_from_string(std::string_view name) {
-  for (auto t : {fisher_type::sampled, fisher_type::empirical, fisher_type::expected})
-    if (to_string(t) == name) return t;
-  return std::nullopt;
-}
-
-/// Which linear layers are tracked (`--layers`).
-enum class layer_selection {
-  all,  ///< every layer the model reports (Kronfluence's default: every supported module)
-  mlp,  ///< the layers whose name contains "mlp" (the reference GPT-2's h.K.mlp.c_fc and h.K.mlp.c_proj)
-};
-
-/// The stable name of a layer selection ("all", "mlp").
-constexpr std::string_view to_string(layer_selection layers) { return layers == layer_selection::all ? "all" : "mlp"; }
-
-/// The layer selection of a name ("all", "mlp"), or nothing for another name.
-constexpr std::optional<layer_selection> layer_selection_from_string(std::string_view name) {
-  if (name == "all") return layer_selection::all;
-  if (name == "mlp") return layer_selection::mlp;
-  return std::nullopt;
-}
-
-/// Options of fit_kfac_factors (`glassbox influence fit`). Defaults as Kronfluence's FactorArguments.
-struct kfac_fit_options {
-  factor_method method = factor_method::ekfac;    ///< the curvature to fit
-  layer_selection layers = layer_selection::all;  ///< which layers to track
-  std::vector<std::string> layer_names{};         ///< exact layer names to track; non-empty overrides `layers`
-  fisher_type fisher = fisher_type::sampled;      ///< the labels of the curvature's gradients
-  std::optional<double> damping{};  ///< recorded in the factors for scoring; nullopt = 0.1 x mean(Lambda) per layer
-  std::size_t covariance_max_examples = 100'000;  ///< the covariance pass reads the first this many examples
-  std::size_t lambda_max_examples = 100'000;      ///< the eigenvalue-correction pass reads the first this many
-  std::uint64_t seed = 0;                         ///< seed of the sampled labels
-  execution_options execution{};                  ///< examples per step, threads, progress, cancellation
-};
-
-/// The fitted curvature of one tracked linear layer y = x W + b. Matrices are float, row-major;
-/// eigenvectors are the columns of the eigenvector matrices, eigenvalues ascending.
-struct kfac_layer_factors {
-  std::string name;               ///< the model's name of the layer, e.g. "h.0.mlp.c_fc"
-  std::size_t input_dim = 0;      ///< d_in (without the bias column)
-  std::size_t output_dim = 0;     ///< d_out
-  bool has_bias = true;           ///< whether b exists (a carries a 1 for it, in the last column)
-  std::size_t weight_offset = 0;  ///< where W starts in the flat parameters
-  std::size_t bias_offset = 0;    ///< where b starts in the flat parameters
-  bool input_major = true;        ///< W stored [d_in, d_out] (GPT-2's Conv1D); else [d_out, d_in]
-  std::size_t covariance_tokens = 0;  ///< rows the covariances averaged over
-  tensor2 activation_covariance;      ///< A = E[a a^T], [d_in + 1, d_in + 1] (kfac, ekfac)
-  tensor2 gradient_covariance;        ///< S = E[R g g^T], [d_out, d_out] (kfac, ekfac)
-  tensor1 activation_eigenvalues;     ///< l_A (kfac, ekfac)
-  tensor2 activation_eigenvectors;    ///< Q_A (kfac, ekfac)
-  tensor1 gradient_eigenvalues;       ///< l_S (kfac, ekfac)
-  tensor2 gradient_eigenvectors;      ///< Q_S (kfac, ekfac)
-  tensor2 lambda;  ///< [d_out, d_in + 1]: corrected eigenvalues (ekfac) or E[R G^2] (diagonal); empty otherwise
-
-  /// d_in + 1 with a bias, else d_in: the columns of a layer gradient G.
-  std::size_t augmented_input_dim() const { return input_dim + (has_bias ? 1 : 0); }
-  /// The parameters of the layer, d_out x (d_in + 1) (or d_out x d_in without a bias).
-  std::size_t parameter_count() const { return output_dim * augmented_input_dim(); }
-};
-
-/// Fitted K-FAC / EK-FAC / diagonal / identity curvature of a model: everything scoring needs.
-struct kfac_factors {
-  factor_method method = factor_method::ekfac;  ///< the curvature fitted
-  fisher_type fisher = fisher_type::sampled;    ///< the labels it was fitted with
-  std::optional<double> damping{};              ///< damping recorded at fit time (nullopt = 0.1 x mean(Lambda))
-  std::uint64_t seed = 0;                       ///< seed of the sampled labels
-  std::size_t covariance_examples = 0;          ///< examples the covariance pass read
-  std::size_t lambda_examples = 0;              ///< examples the eigenvalue-correction pass read
-  std::size_t model_parameters = 0;             ///< parameter_count() of the model fitted on
-  std::string model_fingerprint;                ///< parameter_fingerprint() of the model fitted on
-  std::vector<kfac_layer_factors> layers;       ///< the tracked layers, in the model's order
-
-  /// The tracked layer `name`; glassbox::error if it is not tracked.
-  const kfac_layer_factors& layer(std::string_view name) const {
-    for (const auto& l : layers)
-      if (l.name == name) return l;
-    detail::fail("glassbox::kfac_factors::layer: name must be a tracked layer, got {}", name);
-  }
-  /// The parameters the tracked layers hold in all.
-  std::size_t tracked_parameters() const {
-    std::size_t n = 0;
-    for (const auto& l : layers) n += l.parameter_count();
-    return n;
-  }
-};
-
-/// A fingerprint of flat parameters ("fnv1a64:" and 16 hex digits, over their bytes): factors and
-/// score shards record it, so that they are never used with another model.
-inline std::string parameter_fingerprint(std::span<const float> parameters) {
-  std::uint64_t h = 0xcbf29ce484222325ULL;
-  for (const float p : parameters) {
-    const auto bits = std::bit_cast<std::uint32_t>(p);
-    for (int k = 0; k < 4; ++k) {
-      h ^= (bits >> (8 * k)) & 0xFFu;
-      h *= 0x100000001b3ULL;
-    }
-  }
-  return fmt::format("fnv1a64:{:016x}", h);
-}
 
 /// Sums of one covariance pass over a range of examples (what MPI all-reduces).
 struct kfac_covariance_sums {
@@ -206,9 +62,11 @@ using kfac_matrix = detail::row_matrix<float>;
 using kfac_map = Eigen::Map<detail::row_matrix<float>>;
 using kfac_cmap = Eigen::Map<const detail::row_matrix<float>>;
 
+template <class = void>
 inline Eigen::Index kfac_ix(std::size_t v) { return static_cast<Eigen::Index>(v); }
 
 /// A float tensor viewed as an Eigen matrix [rows, cols].
+template <class = void>
 inline kfac_cmap kfac_view(const tensor2& t) { return {t.data(), kfac_ix(t.shape(0)), kfac_ix(t.shape(1))}; }
 
 /// The per-example quantities one pass needs: inputs per tracked layer and, per label term, the
@@ -220,6 +78,7 @@ struct kfac_example_terms {
 };
 
 /// The rows of `example` that are scored (label != ignore_label).
+template <class = void>
 inline std::vector<std::size_t> kfac_scored_rows(const training_example& example) {
   std::vector<std::size_t> rows;
   for (std::size_t i = 0; i < example.labels.size(); ++i)
@@ -255,6 +114,7 @@ tensor2 kfac_row_logits(const M& model, const training_example& example, std::sp
 }
 
 /// softmax of one row of logits, in double.
+template <class = void>
 inline std::vector<double> kfac_softmax(const float* z, std::size_t v) {
   std::vector<double> p(v);
   double top = z[0];
@@ -266,6 +126,7 @@ inline std::vector<double> kfac_softmax(const float* z, std::size_t v) {
 }
 
 /// Finds tracked layer `layer` in the model's statistics, checks its shapes and values, and returns its position.
+template <class = void>
 inline std::size_t kfac_find_layer(const std::vector<linear_layer_statistics>& stats, const kfac_layer_factors& layer,
                                    std::size_t hint, std::string_view caller, std::size_t index,
                                    std::string_view what = "training example") {
@@ -295,6 +156,7 @@ inline std::size_t kfac_find_layer(const std::vector<linear_layer_statistics>& s
 }
 
 /// The layers `options` selects from one example's statistics (no values read).
+template <class = void>
 inline std::vector<kfac_layer_factors> kfac_select_layers(const std::vector<linear_layer_statistics>& stats,
                                                           layer_selection layers,
                                                           std::span<const std::string> names, std::string_view caller) {
@@ -405,6 +267,7 @@ kfac_example_terms kfac_terms(const M& model, const training_example& example, s
 }
 
 /// [x, 1] (or x without a bias) for every row of a layer's inputs, as float [n, d_in + 1].
+template <class = void>
 inline kfac_matrix kfac_augmented(const tensor2& inputs, bool bias) {
   const auto x = kfac_view(inputs);
   kfac_matrix a(x.rows(), x.cols() + (bias ? 1 : 0));
@@ -470,6 +333,7 @@ void kfac_pass(const M& model, std::span<const training_example> examples, std::
 }
 
 /// Throws glassbox::error unless the options are usable.
+template <class = void>
 inline void kfac_check_options(const kfac_fit_options& o, std::string_view caller) {
   require(o.covariance_max_examples >= 1, "glassbox::{}: covariance_max_examples must be >= 1, got 0", caller);
   require(o.lambda_max_examples >= 1, "glassbox::{}: lambda_max_examples must be >= 1, got 0", caller);
@@ -617,6 +481,7 @@ kfac_lambda_sums kfac_lambda_pass(const M& model, std::span<const training_examp
 }
 
 /// Normalises eigenvalue-correction sums into Lambda = E_n[...] in `factors`.
+template <class = void>
 inline void kfac_finish_lambda(kfac_factors& factors, const kfac_lambda_sums& sums) {
   detail::require(sums.lambda.size() == factors.layers.size(), "glassbox::kfac_finish_lambda: sums must hold {} layers, got {}",
                   factors.layers.size(), sums.lambda.size());
@@ -688,6 +553,7 @@ kfac_factors fit_kfac_factors(const M& model, std::span<const training_example> 
 namespace detail {
 
 /// The damping of layer `f`: `damping` if given, else 0.1 x mean(Lambda) (K-FAC: 0.1 x mean(l_S) x mean(l_A)).
+template <class = void>
 inline double kfac_layer_damping(const kfac_layer_factors& f, factor_method method, std::optional<double> damping) {
   if (damping) return *damping;
   double mean = 0;
@@ -708,6 +574,7 @@ inline double kfac_layer_damping(const kfac_layer_factors& f, factor_method meth
 
 /// The damping each tracked layer is preconditioned with: `damping` (else the factors' recorded
 /// damping) when set, else 0.1 x mean(Lambda) of the layer (Kronfluence's heuristic). Identity: 0.
+template <class = void>
 inline std::vector<double> kfac_dampings(const kfac_factors& factors, std::optional<double> damping = std::nullopt) {
   const std::optional<double> d = damping ? damping : factors.damping;
   if (d)
@@ -722,6 +589,7 @@ inline std::vector<double> kfac_dampings(const kfac_factors& factors, std::optio
 namespace detail {
 
 /// Checks that a layer's factors have the shapes its method needs.
+template <class = void>
 inline void kfac_check_layer(const kfac_layer_factors& f, factor_method method, std::string_view caller) {
   const std::size_t a = f.augmented_input_dim(), o = f.output_dim;
   if (method == factor_method::kfac || method == factor_method::ekfac)

@@ -156,6 +156,7 @@ struct parameter_range {
 namespace detail {
 
 /// Throws model_error if a gradient has the wrong length or holds NaN/Inf, naming what produced it.
+template <class = void>
 inline void check_gradient(const tensor1& gradient, double value, std::size_t parameters, std::string_view caller,
                            std::string_view what, std::size_t index) {
   require<model_error>(gradient.size() == parameters,
@@ -179,6 +180,7 @@ value_and_gradient<tensor1> checked_loss_gradient(const M& model, const training
 }
 
 /// Checks that parameter ranges lie inside `parameters`, are non-empty and do not overlap; returns their total size.
+template <class = void>
 inline std::size_t check_parameter_ranges(std::span<const parameter_range> ranges, std::size_t parameters,
                                           std::string_view caller) {
   std::vector<std::pair<std::size_t, std::size_t>> sorted;
@@ -261,6 +263,7 @@ value_and_gradient<tensor1> training_gradient(const M& model, const training_exa
 }
 
 /// a . b accumulated in double (gradients are float).
+template <class = void>
 inline double influence_dot(std::span<const float> a, std::span<const float> b) {
   detail::require<shape_error>(a.size() == b.size(),
                                "glassbox::influence_dot: vectors must have equal length, got {} and {}", a.size(),

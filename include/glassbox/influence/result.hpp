@@ -113,6 +113,7 @@ struct token_influence_result {
 };
 
 /// The k highest scores of a row (most helpful first; ties: lower index first).
+template <class = void>
 inline std::vector<influence_entry> most_helpful(std::span<const float> scores, std::size_t k) {
   std::vector<influence_entry> all(scores.size());
   for (std::size_t n = 0; n < scores.size(); ++n) all[n] = {n, static_cast<double>(scores[n])};
@@ -125,6 +126,7 @@ inline std::vector<influence_entry> most_helpful(std::span<const float> scores, 
 }
 
 /// The k lowest scores of a row (most harmful first; ties: lower index first).
+template <class = void>
 inline std::vector<influence_entry> most_harmful(std::span<const float> scores, std::size_t k) {
   std::vector<influence_entry> all(scores.size());
   for (std::size_t n = 0; n < scores.size(); ++n) all[n] = {n, static_cast<double>(scores[n])};
@@ -137,6 +139,7 @@ inline std::vector<influence_entry> most_harmful(std::span<const float> scores, 
 }
 
 /// Fills result.top and result.bottom with the k most helpful and most harmful examples of every query.
+template <class = void>
 inline void rank_influence(influence_result& result, std::size_t k) {
   const std::size_t q = result.queries(), n = result.queries() == 0 ? 0 : result.scores.shape(1);
   result.top.assign(q, {});
@@ -151,6 +154,7 @@ inline void rank_influence(influence_result& result, std::size_t k) {
 namespace detail {
 
 /// The damping of options, or `fallback` when unset; throws unless it is finite and >= 0.
+template <class = void>
 inline double resolve_damping(const influence_options& options, double fallback, std::string_view caller) {
   const double lambda = options.damping.value_or(fallback);
   require(std::isfinite(lambda) && lambda >= 0, "glassbox::{}: damping must be finite and >= 0, got {}", caller,

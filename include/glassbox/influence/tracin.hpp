@@ -100,6 +100,7 @@ class parameter_restorer {
   std::vector<float> saved_;
 };
 
+template <class = void>
 inline void check_tracin_inputs(std::span<const tracin_checkpoint> checkpoints, std::size_t parameters,
                                 const tracin_options& o, std::string_view caller) {
   require<shape_error>(!checkpoints.empty(), "glassbox::{}: checkpoints must not be empty", caller);
@@ -115,6 +116,7 @@ inline void check_tracin_inputs(std::span<const tracin_checkpoint> checkpoints, 
           caller, o.common.damping.value_or(0.0));
 }
 
+template <class = void>
 inline std::vector<named_option> tracin_options_record(const tracin_options& o, std::size_t checkpoints,
                                                        std::size_t parameters) {
   return {{"checkpoints", static_cast<std::int64_t>(checkpoints)},

@@ -35,8 +35,7 @@
 #include "glassbox/core/error.hpp"
 #include "glassbox/core/model.hpp"
 #include "glassbox/core/types.hpp"
-#include "glassbox/influence/kfac.hpp"
-#include "glassbox/influence/kfac_factors.hpp"
+#include "glassbox/influence/kfac_types.hpp"
 #include "glassbox/influence/measurement.hpp"
 #include "glassbox/io/safetensors.hpp"
 

@@ -33,12 +33,15 @@
 namespace glassbox::models {
 
 /// A causal linear bag-of-embeddings model with closed-form attributions (a test reference).
-class linear_bag {
+/// A class template only so that its member functions compile where they are used (docs/building.md,
+/// "Include cost"); `linear_bag` names it.
+template <class = void>
+class basic_linear_bag {
  public:
   static constexpr bool thread_safe = true;  ///< every member is const and reentrant
 
   /// A model from its embeddings [V, d], output weights [d, C] and bias [C]; `pad` is the absent token.
-  linear_bag(tensor2 embeddings, tensor2 weights, tensor1 bias, token_id pad = 0, double l2 = 0)
+  basic_linear_bag(tensor2 embeddings, tensor2 weights, tensor1 bias, token_id pad = 0, double l2 = 0)
       : embeddings_(std::move(embeddings)), weights_(std::move(weights)), bias_(std::move(bias)), pad_(pad) {
     set_l2(l2);
     detail::require<shape_error>(embeddings_.shape(1) == weights_.shape(0),
@@ -55,7 +58,7 @@ class linear_bag {
   }
 
   /// A model with weights drawn from N(0, 1) under `seed`.
-  static linear_bag random(std::size_t vocab, std::size_t width, std::size_t classes, std::uint64_t seed,
+  static basic_linear_bag random(std::size_t vocab, std::size_t width, std::size_t classes, std::uint64_t seed,
                            token_id pad = 0) {
     glassbox::rng g(seed);
     tensor2 e({vocab, width}), w({width, classes});
@@ -283,6 +286,9 @@ class linear_bag {
   double l2_ = 0;
   std::vector<float> flat_;  // W then b: the trainable parameters
 };
+
+/// The linear bag-of-embeddings model (basic_linear_bag's only use: its parameter is not a choice).
+using linear_bag = basic_linear_bag<>;
 
 static_assert(DifferentiableModel<linear_bag> && check_trainable_model<linear_bag>());
 static_assert(concepts::has_hessian_vector_product<linear_bag> && concepts::has_gauss_newton_vector_product<linear_bag>);

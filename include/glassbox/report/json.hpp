@@ -15,6 +15,7 @@
 #include <limits>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <variant>
 #include <vector>
 
@@ -32,31 +33,31 @@ inline constexpr int json_version = 1;
 
 namespace detail {
 
-template <class = void>
-inline json number(double x) { return std::isfinite(x) ? json(x) : json(nullptr); }
+template <class Json = json>
+inline Json number(double x) { return std::isfinite(x) ? Json(x) : Json(nullptr); }
 
-template <class = void>
-inline double number_from(const json& j) {
-  return j.is_null() ? std::numeric_limits<double>::quiet_NaN() : j.get<double>();
+template <class Json = json>
+inline double number_from(const std::type_identity_t<Json>& j) {
+  return j.is_null() ? std::numeric_limits<double>::quiet_NaN() : j.template get<double>();
 }
 
-template <class = void>
-inline json option_json(const option_value& v) {
-  return std::visit([](const auto& x) -> json { return x; }, v);
+template <class Json = json>
+inline Json option_json(const option_value& v) {
+  return std::visit([](const auto& x) -> Json { return x; }, v);
 }
 
-template <class = void>
-inline option_value option_from(const json& j) {
-  if (j.is_boolean()) return j.get<bool>();
-  if (j.is_number_integer()) return j.get<std::int64_t>();
-  if (j.is_number()) return j.get<double>();
-  if (j.is_string()) return j.get<std::string>();
+template <class Json = json>
+inline option_value option_from(const std::type_identity_t<Json>& j) {
+  if (j.is_boolean()) return j.template get<bool>();
+  if (j.is_number_integer()) return j.template get<std::int64_t>();
+  if (j.is_number()) return j.template get<double>();
+  if (j.is_string()) return j.template get<std::string>();
   glassbox::detail::fail<io_error>("glassbox::report: an option value must be a bool, number or string, got {}",
                                    j.dump());
 }
 
-template <class = void>
-inline void check_schema(const json& j, std::string_view schema) {
+template <class Json = json>
+inline void check_schema(const std::type_identity_t<Json>& j, std::string_view schema) {
   glassbox::detail::require<io_error>(j.is_object() && j.contains("schema") && j["schema"] == schema,
                                       "glassbox::report: expected a {} document", schema);
   const int version = j.value("version", 0);
@@ -64,7 +65,7 @@ inline void check_schema(const json& j, std::string_view schema) {
                                       "glassbox::report: {} version must be {}, got {}", schema, json_version, version);
 }
 
-template <class = void>
+template <class Json = json>
 inline std::vector<std::string> token_strings(const token_sequence& ids, const std::vector<std::string>& tokens) {
   if (!tokens.empty()) {
     glassbox::detail::require<shape_error>(tokens.size() == ids.size(),
@@ -81,9 +82,9 @@ inline std::vector<std::string> token_strings(const token_sequence& ids, const s
 }  // namespace detail
 
 /// A target as JSON: {"kind", "token", "foil", "position", "continuation", "of", "description"}.
-template <class = void>
-inline json to_json(const target& t) {
-  json j{{"kind", std::string(to_string(t.kind()))}, {"description", t.describe()}};
+template <class Json = json>
+inline Json to_json(const target& t) {
+  Json j{{"kind", std::string(to_string(t.kind()))}, {"description", t.describe()}};
   if (t.kind() == target_kind::sequence_log_probability) {
     j["continuation"] = t.continuation();
   } else {
@@ -98,9 +99,9 @@ inline json to_json(const target& t) {
 }
 
 /// The target a to_json(target) document describes.
-template <class = void>
-inline target target_from_json(const json& j) {
-  const std::string kind = j.at("kind").get<std::string>();
+template <class Json = json>
+inline target target_from_json(const std::type_identity_t<Json>& j) {
+  const std::string kind = j.at("kind").template get<std::string>();
   auto kind_from = [](const std::string& s) {
     for (auto k : {target_kind::logit, target_kind::probability, target_kind::log_probability,
                    target_kind::sequence_log_probability, target_kind::contrast})
@@ -108,31 +109,31 @@ inline target target_from_json(const json& j) {
     glassbox::detail::fail<io_error>("glassbox::report: unknown target kind \"{}\"", s);
   };
   switch (kind_from(kind)) {
-    case target_kind::logit: return target::logit(j.at("token").get<token_id>(), j.at("position").get<std::ptrdiff_t>());
+    case target_kind::logit: return target::logit(j.at("token").template get<token_id>(), j.at("position").template get<std::ptrdiff_t>());
     case target_kind::probability:
-      return target::probability(j.at("token").get<token_id>(), j.at("position").get<std::ptrdiff_t>());
+      return target::probability(j.at("token").template get<token_id>(), j.at("position").template get<std::ptrdiff_t>());
     case target_kind::log_probability:
-      return target::log_probability(j.at("token").get<token_id>(), j.at("position").get<std::ptrdiff_t>());
+      return target::log_probability(j.at("token").template get<token_id>(), j.at("position").template get<std::ptrdiff_t>());
     case target_kind::sequence_log_probability:
-      return target::sequence_log_probability(j.at("continuation").get<token_sequence>());
+      return target::sequence_log_probability(j.at("continuation").template get<token_sequence>());
     case target_kind::contrast:
-      return target::contrast(j.at("token").get<token_id>(), j.at("foil").get<token_id>(),
-                              kind_from(j.at("of").get<std::string>()), j.at("position").get<std::ptrdiff_t>());
+      return target::contrast(j.at("token").template get<token_id>(), j.at("foil").template get<token_id>(),
+                              kind_from(j.at("of").template get<std::string>()), j.at("position").template get<std::ptrdiff_t>());
   }
   glassbox::detail::fail<io_error>("glassbox::report: unknown target kind \"{}\"", kind);
 }
 
 /// An attribution as a "glassbox.attribution" document; `tokens` are the token strings (ids are used if empty).
-template <class = void>
-inline json to_json(const attribution_result& r, const std::vector<std::string>& tokens = {}) {
-  json options = json::object();
+template <class Json = json>
+inline Json to_json(const attribution_result& r, const std::vector<std::string>& tokens = {}) {
+  Json options = Json::object();
   for (const auto& o : r.options) options[o.name] = detail::option_json(o.value);
-  json j{{"schema", "glassbox.attribution"},
+  Json j{{"schema", "glassbox.attribution"},
                    {"version", json_version},
                    {"method", r.method},
                    {"tokens", detail::token_strings(r.token_ids, tokens)},
                    {"token_ids", r.token_ids},
-                   {"scores", json::array()},
+                   {"scores", Json::array()},
                    {"target", to_json(r.target)},
                    {"target_value", detail::number(r.target_value)},
                    {"baseline_value", detail::number(r.baseline_value)},
@@ -141,13 +142,13 @@ inline json to_json(const attribution_result& r, const std::vector<std::string>&
                    {"options", options}};
   for (double s : r.scores) j["scores"].push_back(detail::number(s));
   if (!r.standard_errors.empty()) {
-    j["standard_errors"] = json::array();
+    j["standard_errors"] = Json::array();
     for (double s : r.standard_errors) j["standard_errors"].push_back(detail::number(s));
   }
   if (r.embedding_scores.size() > 0) {
-    json rows = json::array();
+    Json rows = Json::array();
     for (std::size_t i = 0; i < r.embedding_scores.shape(0); ++i) {
-      json row = json::array();
+      Json row = Json::array();
       for (std::size_t k = 0; k < r.embedding_scores.shape(1); ++k)
         row.push_back(detail::number(r.embedding_scores(i, k)));
       rows.push_back(std::move(row));
@@ -158,12 +159,12 @@ inline json to_json(const attribution_result& r, const std::vector<std::string>&
 }
 
 /// The attribution a "glassbox.attribution" document describes (inverse of to_json).
-template <class = void>
-inline attribution_result attribution_from_json(const json& j) {
+template <class Json = json>
+inline attribution_result attribution_from_json(const std::type_identity_t<Json>& j) {
   detail::check_schema(j, "glassbox.attribution");
   attribution_result r;
-  r.method = j.at("method").get<std::string>();
-  r.token_ids = j.at("token_ids").get<token_sequence>();
+  r.method = j.at("method").template get<std::string>();
+  r.token_ids = j.at("token_ids").template get<token_sequence>();
   for (const auto& s : j.at("scores")) r.scores.push_back(detail::number_from(s));
   glassbox::detail::require<io_error>(r.scores.size() == r.token_ids.size(),
                                       "glassbox::report: {} scores for {} tokens", r.scores.size(), r.token_ids.size());
@@ -179,24 +180,24 @@ inline attribution_result attribution_from_json(const json& j) {
   r.target = target_from_json(j.at("target"));
   r.target_value = detail::number_from(j.at("target_value"));
   r.baseline_value = detail::number_from(j.at("baseline_value"));
-  if (!j.at("convergence_delta").is_null()) r.convergence_delta = j["convergence_delta"].get<double>();
-  r.model_evaluations = j.at("model_evaluations").get<std::size_t>();
+  if (!j.at("convergence_delta").is_null()) r.convergence_delta = j["convergence_delta"].template get<double>();
+  r.model_evaluations = j.at("model_evaluations").template get<std::size_t>();
   for (const auto& [name, value] : j.at("options").items()) r.options.push_back({name, detail::option_from(value)});
   return r;
 }
 
 /// A generation attribution as a "glassbox.sequence_attribution" document.
-template <class = void>
-inline json to_json(const sequence_attribution_result& r, const std::vector<std::string>& tokens = {}) {
-  json options = json::object();
+template <class Json = json>
+inline Json to_json(const sequence_attribution_result& r, const std::vector<std::string>& tokens = {}) {
+  Json options = Json::object();
   for (const auto& o : r.options) options[o.name] = detail::option_json(o.value);
-  json scores = json::array();
+  Json scores = Json::array();
   for (std::size_t g = 0; g < r.scores.shape(0); ++g) {
-    json row = json::array();
+    Json row = Json::array();
     for (std::size_t s = 0; s < r.scores.shape(1); ++s) row.push_back(detail::number(r.scores(g, s)));
     scores.push_back(std::move(row));
   }
-  json values = json::array(), deltas = json::array();
+  Json values = Json::array(), deltas = Json::array();
   for (double v : r.target_values) values.push_back(detail::number(v));
   for (double v : r.convergence_deltas) deltas.push_back(detail::number(v));
   return {{"schema", "glassbox.sequence_attribution"},

@@ -23,9 +23,12 @@
 namespace glassbox::detail {
 
 /// Where the configuration values of a checkpoint come from: config.json (if present) and __metadata__.
-class gpt2_config_source {
+/// A class template only so that its JSON parsing compiles where a checkpoint is loaded
+/// (docs/building.md, "Include cost"); `gpt2_config_source` names it.
+template <class = void>
+class basic_gpt2_config_source {
  public:
-  gpt2_config_source(const std::filesystem::path& weights, const std::filesystem::path& json_path,
+  basic_gpt2_config_source(const std::filesystem::path& weights, const std::filesystem::path& json_path,
                      const std::map<std::string, std::string>& metadata)
       : weights_(weights), json_path_(json_path), metadata_(metadata) {
     std::error_code ec;
@@ -145,6 +148,9 @@ class gpt2_config_source {
   const std::map<std::string, std::string>& metadata_;
   std::optional<nlohmann::json> json_;
 };
+
+/// Where the configuration values of a checkpoint come from (basic_gpt2_config_source's only use).
+using gpt2_config_source = basic_gpt2_config_source<>;
 
 /// Whether `name` (without prefix) is a buffer of GPT-2 checkpoints that holds no parameter:
 /// h.{i}.attn.bias (the causal mask) or h.{i}.attn.masked_bias.
