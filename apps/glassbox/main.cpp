@@ -1,13 +1,15 @@
 // glassbox: explain transformer language models from the command line.
 //
 //   glassbox info | predict | generate-data | train | explain | attention | heads | activations | probe | tcav |
-//            verify | influence | methods   (--help on each)
+//            lens | tuned-lens | steer | sae | verify | influence | methods   (--help on each)
 #include <exception>
 #include <iostream>
 #include <map>
 
 #include "cli.hpp"
 #include "probing_commands.hpp"
+#include "representation_commands.hpp"
+#include "sae_commands.hpp"
 #include "glassbox/core/version.hpp"
 
 int main(int argc, char** argv) {
@@ -32,6 +34,10 @@ int main(int argc, char** argv) {
   add(glassbox::cli::add_activations_command);
   add(glassbox::cli::add_probe_command);
   add(glassbox::cli::add_tcav_command);
+  add(glassbox::cli::add_lens_command);
+  add(glassbox::cli::add_tuned_lens_command);
+  add(glassbox::cli::add_steer_command);
+  add(glassbox::cli::add_sae_command);
   add(glassbox::cli::add_verify_command);
   add(glassbox::cli::add_influence_command);
   add(glassbox::cli::add_methods_command);

@@ -12,4 +12,5 @@
 #include "glassbox/models.hpp"
 #include "glassbox/probing.hpp"
 #include "glassbox/report.hpp"
+#include "glassbox/representations.hpp"
 #include "glassbox/verify.hpp"

@@ -128,7 +128,7 @@ TEST_CASE("the reference GPT-2 passes every check in float", "[verify]") {
                           "logits_at = rows of logits", "logits_batch = logits",
                           "logits_from_embeddings_batch = logits_from_embeddings",
                           "embedding_gradient_batch = embedding_gradient", "pad_token in vocabulary",
-                          "thread_safe: concurrent calls agree"});
+                          "thread_safe: concurrent calls agree", "decode_hidden(hidden_states[L]) = logits"});
   CHECK(report.rungs == report.library_rungs);
   CHECK(report.rungs.size() == 9);
   CHECK(report.warnings.empty());

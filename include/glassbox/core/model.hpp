@@ -33,6 +33,8 @@
 //   tensor3 logits_from_embeddings_batch(const tensor3&, std::span<const std::size_t> rows) const
 //   batch_gradient_result embedding_gradient_batch(const tensor3& embeddings, const output_seed&) const
 //   std::optional<token_id> pad_token() const                the default "absent token" for perturbations
+//   tensor2 decode_hidden(const tensor2& h) const            [R, V]: R residual vectors through the final norm
+//                                                            and the unembedding, row by row (logit lens)
 //   Cache prefix_cache(token_span) const                     causal prefix reuse (any Cache type): the state
 //   tensor3 logits_batch_from_prefix(const Cache&, const token_matrix& batch,   after a sequence, and [B, P, V] logits
 //                                    std::span<const std::size_t> starts,      of sequences that equal it before
@@ -219,6 +221,10 @@ concept has_logits_from_embeddings_batch = requires(const M& m, const tensor3& e
 template <class M>
 concept has_embedding_gradient_batch = requires(const M& m, const tensor3& e, const output_seed& s) {
   { m.embedding_gradient_batch(e, s) } -> std::convertible_to<batch_gradient_result>;
+};
+template <class M>
+concept has_decode_hidden = requires(const M& m, const tensor2& h) {
+  { m.decode_hidden(h) } -> std::convertible_to<tensor2>;
 };
 template <class M>
 concept has_pad_token = requires(const M& m) {

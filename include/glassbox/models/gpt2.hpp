@@ -489,6 +489,9 @@ class basic_gpt2 {
   /// Logits [T, V] when the residual stream at index `layer` (0..L) is replaced by `h` [T, d]:
   /// blocks layer..L-1 run on h, then ln_f and the unembedding.
   matrix_type logits_from_hidden(token_span tokens, std::size_t layer, const matrix_type& h) const;
+  /// Logits [R, V] of R residual vectors h [R, d] decoded through ln_f and the unembedding, row by
+  /// row (the logit lens' decoder; equals logits_from_hidden(tokens, n_layer, h) for any tokens).
+  matrix_type decode_hidden(const matrix_type& h) const;
   /// The scalar of logits_from_hidden and its gradient w.r.t. h [T, d].
   value_and_gradient<matrix_type> hidden_gradient(token_span tokens, std::size_t layer, const matrix_type& h,
                                                   const output_seed& seed) const;
@@ -1726,6 +1729,20 @@ auto basic_gpt2<Scalar>::logits_from_hidden(token_span tokens, std::size_t layer
   pass.start_layer = layer;
   pass.out_rows = all_rows(tokens.size());
   return forward_rows(pass, tokens.size());
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::decode_hidden(const matrix_type& h) const -> matrix_type {
+  detail::require<shape_error>(h.dimension() == 2 && h.shape(1) == config_.n_embd,
+                               "glassbox::models::gpt2::decode_hidden: h must be [rows, {}], got [{}, {}]",
+                               config_.n_embd, h.shape(0), h.dimension() == 2 ? h.shape(1) : 0);
+  // R sequences of one token each: no block runs, and no attention buffer grows with R^2.
+  const std::size_t R = h.shape(0);
+  auto pass = make_pass(R, 1);
+  pass.residual = h.data();
+  pass.start_layer = config_.n_layer;
+  pass.out_rows = all_rows(R);
+  return forward_rows(pass, R);
 }
 
 template <class Scalar>

@@ -136,6 +136,10 @@ template <class M, class S>
 concept activation = requires(const M& m, token_span t) {
   { m.hidden_states(t) } -> std::convertible_to<tensor<S, 3>>;
 };
+template <class M, class S>
+concept decode = activation<M, S> && requires(const M& m, const tensor<S, 2>& h) {
+  { m.decode_hidden(h) } -> std::convertible_to<tensor<S, 2>>;
+};
 template <class M, class S, class Seed>
 concept intervention =
     activation<M, S> && requires(const M& m, token_span t, std::size_t l, const tensor<S, 2>& h, const Seed& s) {
@@ -1195,6 +1199,28 @@ class checker {
       if (s == expected) hidden_ = std::move(h);
     });
     finish(shape, 0);
+    if constexpr (decode<M, S>) {
+      // The logit lens' decoder: the last hidden state, decoded, is the model's output.
+      pending_check c{"decode_hidden(hidden_states[L]) = logits", "optional"};
+      at = &c;
+      if (!hidden_ || !logits_ || logits_->shape(0) != length()) {
+        not_run({&c}, "needs hidden_states() of shape [L + 1, T, d] and one output row per position");
+      } else {
+        guarded(at, [&] {
+          const std::size_t L = hidden_->shape(0) - 1, d = hidden_->shape(2);
+          matrix h = matrix::from_shape({length(), d});
+          std::copy_n(hidden_->data() + L * h.size(), h.size(), h.data());
+          const matrix z = model_.decode_hidden(h);
+          if (z.shape() != logits_->shape())
+            c.add(std::numeric_limits<double>::infinity(),
+                  fmt::format("decode_hidden returned {}, logits {}", shape_text(shape_of(z)),
+                              shape_text(shape_of(*logits_))));
+          else
+            c.add(relative_difference(z, *logits_), "the decoded last hidden state is not the model's output");
+        });
+      }
+      finish(c, tol_.consistency);
+    }
   }
 
   void intervention_checks() {
