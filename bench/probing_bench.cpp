@@ -9,12 +9,15 @@
 //       set as an activation file (DIR/synthetic_K.safetensors) and the probe (default and tight
 //       solves) as probe files, for bench/probing_sklearn.py to run scikit-learn on the same rows.
 //
-//   probing_bench collection [--model DIR] [--reviews 2000] [--threads 1] [--repeats 3]
-//       Activation collection against the model's own forward speed, on the bundled model and
-//       reviews of seed 2: the time of hidden_states over every review, of logits over every
-//       review, and of collect_activations (every layer, token pooling, one label per token) on
-//       the same reviews and threads, in process CPU time (user + system, medians of --repeats
-//       interleaved runs); the overhead is collection over hidden_states.
+//   probing_bench collection [--shape bundled|gpt2-small] [--model DIR] [--reviews 2000] [--threads 1]
+//                            [--repeats 3]
+//       Activation collection against the model's own forward speed, on the bundled model (or,
+//       with --shape gpt2-small, a random model of GPT-2 small's shape: 12 x 768, 50,257 tokens;
+//       100 reviews by default) and reviews of seed 2: the time of hidden_states over every
+//       review, of logits over every review, and of collect_activations (every layer, token
+//       pooling, one label per token) on the same reviews and threads, in process CPU time (user +
+//       system, medians of --repeats interleaved runs); the overhead is collection over
+//       hidden_states.
 //
 // Run with one BLAS / OpenMP thread for the figures of docs/benchmarks.md:
 //   OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 build/release/bench/probing_bench speed --out /tmp/probing
@@ -239,8 +242,22 @@ int run_collection(const std::map<std::string, std::string>& flags) {
 #else
   const std::string default_model = "models/reviews";
 #endif
-  const auto model = models::gpt2::load(get("model", default_model.c_str()));
-  const std::size_t reviews = std::stoul(get("reviews", "2000"));
+  const std::string shape = get("shape", "bundled");
+  if (shape != "bundled" && shape != "gpt2-small") {
+    fmt::print(stderr, "probing_bench collection: --shape must be bundled or gpt2-small, got {}\n", shape);
+    return 2;
+  }
+  const auto model = [&] {
+    if (shape == "bundled") return models::gpt2::load(get("model", default_model.c_str()));
+    models::gpt2_config c;  // GPT-2 small's shape with random weights: the cost does not depend on them
+    c.n_layer = 12;
+    c.n_head = 12;
+    c.n_embd = 768;
+    c.n_positions = 1024;
+    c.vocab_size = 50257;
+    return models::gpt2::random(c, 7);
+  }();
+  const std::size_t reviews = std::stoul(get("reviews", shape == "bundled" ? "2000" : "100"));
   const std::size_t threads = std::stoul(get("threads", "1"));
   const int repeats = std::stoi(get("repeats", "3"));
   std::vector<token_sequence> inputs;
@@ -298,9 +315,10 @@ int run_collection(const std::map<std::string, std::string>& flags) {
   }
   const double f = median(fu) + median(fs), l = median(lu) + median(ls), c = median(cu) + median(cs);
   fmt::print(
-      "## Activation collection, bundled model ({} layers x {} wide), {} reviews of seed 2 ({} tokens), {} "
+      "## Activation collection, {} ({} hidden states x {} wide), {} reviews of seed 2 ({} tokens), {} "
       "thread(s), medians of {} interleaved runs\n\n",
-      model.n_layer() + 1, model.width(), reviews, tokens, threads, repeats);
+      shape == "bundled" ? "bundled model" : "random GPT-2-small-shaped model", model.n_layer() + 1, model.width(),
+      reviews, tokens, threads, repeats);
   fmt::print(
       "| pass over every review | user s | system s | user + system s | minor page faults | relative to hidden_states "
       "|\n");
