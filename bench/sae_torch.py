@@ -13,7 +13,8 @@ before the step, decoder rows renormalised after it; random minibatches of --bat
 wall and process CPU time and tokens (rows) per second. Each thread count runs in its own process
 with OMP_NUM_THREADS and OPENBLAS_NUM_THREADS set to it before torch is imported, and
 torch.set_num_threads: without the variables the BLAS behind Debian's torch keeps a second core busy
-even at torch.set_num_threads(1).
+even at torch.set_num_threads(1). --blas-threads N sets OPENBLAS_NUM_THREADS to N instead (at two
+threads, one BLAS thread under two intra-op threads is this torch's fastest setting).
 """
 import argparse
 import json
@@ -78,17 +79,19 @@ def main():
     p.add_argument("--l1", type=float, default=1.0)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--threads", default="1,2")
+    p.add_argument("--blas-threads", type=int, default=0, help="OPENBLAS_NUM_THREADS (0: the thread count)")
     a = p.parse_args()
     counts = a.threads.split(",")
     if len(counts) > 1:  # one process per thread count, so that the environment below applies
         for t in counts:
             sys.stdout.flush()
             args = [sys.executable, __file__, "--dir", a.dir, "--width", str(a.width), "--batch", str(a.batch),
-                    "--steps", str(a.steps), "--l1", str(a.l1), "--lr", str(a.lr), "--threads", t]
+                    "--steps", str(a.steps), "--l1", str(a.l1), "--lr", str(a.lr), "--threads", t,
+                    "--blas-threads", str(a.blas_threads)]
             subprocess_run(args, first=t == counts[0])
         return
     os.environ["OMP_NUM_THREADS"] = counts[0]
-    os.environ["OPENBLAS_NUM_THREADS"] = counts[0]
+    os.environ["OPENBLAS_NUM_THREADS"] = str(a.blas_threads) if a.blas_threads > 0 else counts[0]
     global torch
     import torch
     with open(f"{a.dir}/sae_data_{a.width}.f32", "rb") as f:

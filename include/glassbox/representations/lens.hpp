@@ -240,14 +240,18 @@ template <class M>
 std::pair<tensor2, tensor2> lens_logits(const M& model, token_span tokens, const std::vector<std::size_t>& layers,
                                         const tuned_lens* lens, const tensor3& hs, std::string_view who) {
   const std::size_t L = hs.shape(0) - 1, T = hs.shape(1), d = hs.shape(2);
-  // The last layer comes first: it is the reference every other row is compared with.
-  tensor2 h = tensor2::from_shape({(layers.size() + 1) * T, d});
+  // The last layer comes first: it is the reference every other row is compared with. It is
+  // decoded once, also when it is one of the requested layers (it is never translated).
+  std::vector<std::size_t> decoded;  // the requested layers below L, in order
+  for (auto k : layers)
+    if (k < L) decoded.push_back(k);
+  tensor2 h = tensor2::from_shape({(decoded.size() + 1) * T, d});
   std::copy_n(hs.data() + L * T * d, T * d, h.data());
-  for (std::size_t i = 0; i < layers.size(); ++i) {
-    const std::size_t k = layers[i];
+  for (std::size_t i = 0; i < decoded.size(); ++i) {
+    const std::size_t k = decoded[i];
     float* dst = h.data() + (i + 1) * T * d;
     const float* src = hs.data() + k * T * d;
-    if (lens != nullptr && k < L) {
+    if (lens != nullptr) {
       for (std::size_t t = 0; t < T; ++t) lens_translate_row(src + t * d, *lens, k, d, dst + t * d);
     } else {
       std::copy_n(src, T * d, dst);
@@ -257,7 +261,10 @@ std::pair<tensor2, tensor2> lens_logits(const M& model, token_span tokens, const
   const std::size_t V = z.shape(1);
   tensor2 last = tensor2::from_shape({T, V}), rest = tensor2::from_shape({layers.size() * T, V});
   std::copy_n(z.data(), T * V, last.data());
-  std::copy_n(z.data() + T * V, layers.size() * T * V, rest.data());
+  for (std::size_t i = 0, j = 0; i < layers.size(); ++i) {
+    const float* src = layers[i] < L ? z.data() + (++j) * T * V : z.data();
+    std::copy_n(src, T * V, rest.data() + i * T * V);
+  }
   return {std::move(last), std::move(rest)};
 }
 
@@ -276,16 +283,22 @@ lens_result lens_readout(const M& model, token_span tokens, const lens_options& 
   if (options.target)
     require<error>(*options.target >= 0 && static_cast<std::size_t>(*options.target) < V,
                    "glassbox::{}: options.target must be a token id in [0, {}), got {}", who, V, *options.target);
-  // The model's own log-probabilities and probabilities per position, once.
+  // The model's own probabilities and negative entropy per position, once. Exponentials are taken
+  // over whole rows in double with Eigen's vectorised exp (the scalar loop cost more than the
+  // passes on small models).
+  using row_d = Eigen::Array<double, Eigen::Dynamic, 1>;
+  using map_f = Eigen::Map<const Eigen::Array<float, Eigen::Dynamic, 1>>;
+  const auto Vi = static_cast<Eigen::Index>(V);
   std::vector<double> p_last(T * V), neg_entropy_last(T, 0.0);
+  row_d zd(Vi), e(Vi);
   for (std::size_t t = 0; t < T; ++t) {
-    const float* z = last.data() + t * V;
-    const double lse = lens_log_sum_exp(z, V);
-    for (std::size_t v = 0; v < V; ++v) {
-      const double lp = z[v] - lse;
-      p_last[t * V + v] = std::exp(lp);
-      neg_entropy_last[t] += p_last[t * V + v] * lp;
-    }
+    zd = map_f(last.data() + t * V, Vi).template cast<double>();
+    const double m = zd.maxCoeff();
+    e = (zd - m).exp();
+    const double lse = m + std::log(e.sum());
+    Eigen::Map<row_d> p(p_last.data() + t * V, Vi);
+    p = e / e.sum();
+    neg_entropy_last[t] = (p * (zd - lse)).sum();
   }
 
   lens_result r;
@@ -300,29 +313,30 @@ lens_result lens_readout(const M& model, token_span tokens, const lens_options& 
     lens_layer layer{layers[i], {}};
     for (std::size_t t = 0; t < T; ++t) {
       const float* z = rest.data() + (i * T + t) * V;
-      // One pass for the maximum and the top K (insertion into a sorted list of K), one for the sum.
-      float zmax = z[0];
+      // The top K: insertion into a sorted list of K. Once it is full, only a logit above its last
+      // one can enter (ids grow, so a tie never does), and blocks of 16 whose maximum is not above
+      // it are skipped with one vectorised maximum.
       top.clear();
-      for (std::size_t v = 0; v < V; ++v) {
-        zmax = std::max(zmax, z[v]);
-        if (top.size() < K || before(z[v], v, z[top.back()], top.back())) {
+      float floor = 0.0f;  // the last of the top K, once there are K
+      for (std::size_t b = 0; b < V; b += 16) {
+        const std::size_t end = std::min(V, b + 16);
+        if (top.size() == K && !(map_f(z + b, static_cast<Eigen::Index>(end - b)).maxCoeff() > floor)) continue;
+        for (std::size_t v = b; v < end; ++v) {
+          if (top.size() == K && !(z[v] > floor)) continue;
           if (top.size() == K) top.pop_back();
           auto at = top.end();
           while (at != top.begin() && before(z[v], v, z[*(at - 1)], *(at - 1))) --at;
           top.insert(at, v);
+          if (top.size() == K) floor = z[top.back()];
         }
       }
       // One exp pass: sum e^(z - max) and sum e^(z - max) z give the normaliser and the entropy
       // (H = lse - E_p[z]); the KL is E_pf[log pf] - E_pf[z] + lse, with no exp at all.
-      double sum = 0.0, ez = 0.0, fz = 0.0;
-      const double* pf = p_last.data() + t * V;
-      for (std::size_t v = 0; v < V; ++v) {
-        const double zv = z[v];
-        const double e = std::exp(zv - zmax);
-        sum += e;
-        ez += e * zv;
-        fz += pf[v] * zv;
-      }
+      const double zmax = z[top.front()];
+      zd = map_f(z, Vi).template cast<double>();
+      e = (zd - zmax).exp();
+      const double sum = e.sum(), ez = (e * zd).sum();
+      const double fz = (Eigen::Map<const row_d>(p_last.data() + t * V, Vi) * zd).sum();
       const double lse = zmax + std::log(sum);
       const double h = lse - ez / sum;
       const double kl = neg_entropy_last[t] - fz + lse;
