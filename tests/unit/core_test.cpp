@@ -45,6 +45,18 @@ double log_softmax(const tensor2& z, std::size_t row, std::size_t col) {
 
 }  // namespace
 
+// GCC 12 (Debian 12's 12.2) with AVX-512 enabled (-march=native on an AVX-512 machine, -mavx512f)
+// stored this initializer as {1, 1, 1, 1}: one broadcast for the whole vector, a wrong-code bug of
+// its SLP vectorizer. The project's programs are compiled with -fno-tree-slp-vectorize on GCC < 13
+// (CMakeLists.txt; docs/building.md, "Compilers and flags that are tested"); this fails without it.
+TEST_CASE("build: the compiler keeps a {1, 1, 0, 0} initializer (GCC 12 AVX-512 wrong code)", "[core][build]") {
+  const std::vector<double> s = {1, 1, 0, 0};
+  const std::vector<unsigned long> d = {0};
+  CHECK(d.size() == 1);
+  CHECK(s[2] == 0.0);
+  CHECK(s[3] == 0.0);
+}
+
 TEST_CASE("targets: gradients match central finite differences", "[core][target]") {
   const std::vector<std::pair<std::string, target>> cases = {
       {"logit", target::logit(3)},
