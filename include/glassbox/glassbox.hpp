@@ -1,12 +1,13 @@
-// glassbox: the whole portable library. The optional parts that will need other dependencies (a
-// libtorch adapter, MPI sharding) are planned (docs/building.md, "Optional parts"); they will not be
-// included here.
+// glassbox: the whole portable library. The optional parts that need other dependencies are not
+// included here: MPI sharding of influence (glassbox/parallel/mpi.hpp, needs MPI) and the libtorch
+// adapter (planned); docs/building.md, "Optional parts".
 #pragma once
 
 #include "glassbox/attention.hpp"
 #include "glassbox/attribution.hpp"
 #include "glassbox/core.hpp"
 #include "glassbox/datasets.hpp"
+#include "glassbox/evaluation.hpp"
 #include "glassbox/influence.hpp"
 #include "glassbox/io.hpp"
 #include "glassbox/models.hpp"
