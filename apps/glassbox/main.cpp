@@ -1,12 +1,13 @@
 // glassbox: explain transformer language models from the command line.
 //
 //   glassbox info | predict | generate-data | train | explain | attention | heads | activations | probe | tcav |
-//            lens | tuned-lens | steer | sae | verify | influence | methods   (--help on each)
+//            lens | tuned-lens | steer | sae | verify | influence | evaluate | methods   (--help on each)
 #include <exception>
 #include <iostream>
 #include <map>
 
 #include "cli.hpp"
+#include "evaluate_command.hpp"
 #include "probing_commands.hpp"
 #include "representation_commands.hpp"
 #include "sae_commands.hpp"
@@ -40,6 +41,7 @@ int main(int argc, char** argv) {
   add(glassbox::cli::add_sae_command);
   add(glassbox::cli::add_verify_command);
   add(glassbox::cli::add_influence_command);
+  add(glassbox::cli::add_evaluate_command);
   add(glassbox::cli::add_methods_command);
   try {
     app.parse(argc, argv);
