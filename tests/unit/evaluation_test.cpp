@@ -395,8 +395,8 @@ TEST_CASE("plausibility metrics on hand-computed cases", "[evaluation]") {
     CHECK(p.f1 == Approx(0.4));
   }
   SECTION("ties: one threshold per distinct score (sklearn), average rank for the deciding word") {
-    // Not {1, 1, 0, 0}: GCC 12.2 with AVX-512 (-march=native here) miscompiles that initializer of a
-    // std::vector<double> into {1, 1, 1, 1} (SLP vectoriser; see the helper's report to the lead).
+    // Not {1, 1, 0, 0}: GCC 12.2 with AVX-512 stores that initializer as {1, 1, 1, 1} unless SLP
+    // vectorisation is off (CMakeLists.txt; core_test "[build]"), and this case tests ties, not GCC.
     const std::vector<double> s = {2, 2, 1, 1};
     const auto p = gb::plausibility(s, std::vector<std::size_t>{0, 2}, {.deciding = {0}});
     CHECK(p.auprc == Approx(0.5));  // thresholds 2 (P 1/2, R 1/2) and 1 (P 2/4, R 1)

@@ -39,6 +39,16 @@ std::string required_metadata(const safetensors_reader& r, const std::filesystem
   return it->second;
 }
 
+/// Checks the file's metadata "format" is `expected`; io_error naming the file and what it found.
+template <class = void>
+void require_format(const safetensors_reader& r, const std::filesystem::path& file, std::string_view expected,
+                    std::string_view who) {
+  const auto format = required_metadata(r, file, "format", who);
+  if (format != expected)
+    glassbox::detail::fail<io_error>("glassbox::io::{}: {}: format must be \"{}\", got \"{}\"", who, file.string(),
+                                     expected, format);
+}
+
 /// A metadata number, or an io_error naming the file, the key and the text.
 template <class T>
 T metadata_number(const std::string& text, const std::filesystem::path& file, const std::string& key,
@@ -84,10 +94,7 @@ template <class = void>
 tuned_lens load_tuned_lens(const std::filesystem::path& file) {
   constexpr std::string_view who = "load_tuned_lens";
   const safetensors_reader r(file);
-  const auto format = detail::required_metadata(r, file, "format", who);
-  if (format != "glassbox.tuned_lens")
-    glassbox::detail::fail<io_error>("glassbox::io::{}: {}: format must be \"glassbox.tuned_lens\", got \"{}\"", who,
-                                     file.string(), format);
+  detail::require_format(r, file, "glassbox.tuned_lens", who);
   const auto L = detail::metadata_number<std::size_t>(detail::required_metadata(r, file, "layers", who), file,
                                                       "layers", who);
   const auto d = detail::metadata_number<std::size_t>(detail::required_metadata(r, file, "width", who), file,
@@ -127,10 +134,7 @@ template <class = void>
 reading_vector load_reading_vector(const std::filesystem::path& file) {
   constexpr std::string_view who = "load_reading_vector";
   const safetensors_reader r(file);
-  const auto format = detail::required_metadata(r, file, "format", who);
-  if (format != "glassbox.reading_vector")
-    glassbox::detail::fail<io_error>("glassbox::io::{}: {}: format must be \"glassbox.reading_vector\", got \"{}\"",
-                                     who, file.string(), format);
+  detail::require_format(r, file, "glassbox.reading_vector", who);
   if (!r.contains("direction"))
     glassbox::detail::fail<io_error>("glassbox::io::{}: {}: missing tensor 'direction'", who, file.string());
   reading_vector v;
