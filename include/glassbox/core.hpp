@@ -3,6 +3,7 @@
 #pragma once
 
 #include "glassbox/core/build_info.hpp"
+#include "glassbox/core/components.hpp"
 #include "glassbox/core/error.hpp"
 #include "glassbox/core/execution.hpp"
 #include "glassbox/core/model.hpp"

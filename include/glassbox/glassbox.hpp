@@ -5,6 +5,7 @@
 
 #include "glassbox/attention.hpp"
 #include "glassbox/attribution.hpp"
+#include "glassbox/circuits.hpp"
 #include "glassbox/core.hpp"
 #include "glassbox/datasets.hpp"
 #include "glassbox/evaluation.hpp"

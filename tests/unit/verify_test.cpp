@@ -55,6 +55,18 @@ glassbox::models::basic_gpt2<S> tiny_gpt2(std::uint64_t seed = 7) {
 
 const std::vector<token_id> sample_tokens{3, 11, 0, 7, 7, 12};
 
+// The checks of the ComponentModel rung (the reference GPT-2 has it; the wrappers below do not).
+const std::vector<std::string> component_checks{
+    "run_with_cache shapes",
+    "run_with_cache = hidden_states and logits",
+    "components sum to the residual stream",
+    "MLP output = neurons x neuron_output_weights + a constant",
+    "logits_with_patches(own values) = logits",
+    "unembedding_directions read the logits (frozen final scale)",
+    "component_gradients value = seed(logits)",
+    "component_gradients vs finite differences",
+};
+
 // Every check a model with every rung of the ladder gets (plus the optional members it has).
 const std::vector<std::string> ladder_checks{
     "logits shape",
@@ -129,8 +141,9 @@ TEST_CASE("the reference GPT-2 passes every check in float", "[verify]") {
                           "logits_from_embeddings_batch = logits_from_embeddings",
                           "embedding_gradient_batch = embedding_gradient", "pad_token in vocabulary",
                           "thread_safe: concurrent calls agree", "decode_hidden(hidden_states[L]) = logits"});
+  require_passed(report, component_checks);
   CHECK(report.rungs == report.library_rungs);
-  CHECK(report.rungs.size() == 9);
+  CHECK(report.rungs.size() == 10);
   CHECK(report.warnings.empty());
   const auto has_fast_path = [&](const std::string& member) {
     return std::any_of(report.fast_paths.begin(), report.fast_paths.end(),
@@ -160,7 +173,8 @@ TEST_CASE("the reference GPT-2 passes every check in double with double toleranc
   CHECK(fd->measured < 1e-6);
   // The library's algorithms take float tensors: the double model serves the rungs whose results
   // convert (Model, EmbeddingModel, AttentionModel, ActivationModel), and the report says so.
-  CHECK(report.rungs.size() == 9);
+  require_passed(report, component_checks);
+  CHECK(report.rungs.size() == 10);
   CHECK(report.library_rungs.size() < report.rungs.size());
 }
 
@@ -426,6 +440,40 @@ TEST_CASE("broken adapters are caught by the check that names the fault", "[veri
     CHECK(failures(report) == std::vector<std::string>{"loss_gradient vs finite differences"});
     CHECK_THAT(detail_of(report, "loss_gradient vs finite differences"),
                Catch::Matchers::Contains("analytic / numeric = 0.5"));
+  }
+}
+
+TEST_CASE("broken component members are caught by the check that names the fault", "[verify]") {
+  using glassbox::models::gpt2;
+  // The reference GPT-2 with its neuron gradients halved, or its attention output biases dropped
+  // from the component cache.
+  struct half_neurons : gpt2 {
+    explicit half_neurons(gpt2 m) : gpt2(std::move(m)) {}
+    glassbox::component_gradient_result component_gradients(token_span t, const glassbox::output_seed& s) const {
+      auto g = gpt2::component_gradients(t, s);
+      g.neurons *= 0.5f;
+      return g;
+    }
+  };
+  struct no_bias : gpt2 {
+    explicit no_bias(gpt2 m) : gpt2(std::move(m)) {}
+    glassbox::component_cache run_with_cache(token_span t) const {
+      auto c = gpt2::run_with_cache(t);
+      c.attention_bias *= 0.0f;
+      return c;
+    }
+  };
+  SECTION("neuron gradients scaled by 0.5") {
+    const auto report = glassbox::verify_adapter(half_neurons(tiny_gpt2<float>()), sample_tokens);
+    INFO(glassbox::to_string(report));
+    CHECK(failures(report) == std::vector<std::string>{"component_gradients vs finite differences"});
+    CHECK_THAT(detail_of(report, "component_gradients vs finite differences"), Catch::Matchers::Contains("neuron"));
+  }
+  SECTION("the attention output bias missing from the cache") {
+    const auto report = glassbox::verify_adapter(no_bias(tiny_gpt2<float>()), sample_tokens);
+    INFO(glassbox::to_string(report));
+    CHECK(failures(report) == std::vector<std::string>{"components sum to the residual stream",
+                                                       "unembedding_directions read the logits (frozen final scale)"});
   }
 }
 

@@ -25,6 +25,13 @@
 //                           double loss(const training_example&) const
 //                           value_and_gradient<tensor1> loss_gradient(const training_example&) const
 //   KfacModel               std::vector<linear_layer_statistics> kfac_statistics(const training_example&) const
+//   ComponentModel          component_layout layout() const                        (an InterventionModel with:)
+//                           component_cache run_with_cache(token_span) const      every head, MLP and neuron
+//                           tensor2 logits_with_patches(token_span, std::span<const component_patch>,
+//                                                       std::span<const std::size_t> rows) const   [rows, V]; rows empty = all
+//                           component_gradient_result component_gradients(token_span, const output_seed&) const
+//                           logit_directions unembedding_directions(std::span<const token_id>) const
+//                           tensor2 neuron_output_weights(std::size_t layer) const  [f, d]
 //
 // Optional members, used when present (see docs/concepts.md):
 //   std::size_t output_rows(std::size_t T) const             rows of output for T tokens (T, or 1 for a classifier)
@@ -35,6 +42,8 @@
 //   std::optional<token_id> pad_token() const                the default "absent token" for perturbations
 //   tensor2 decode_hidden(const tensor2& h) const            [R, V]: R residual vectors through the final norm
 //                                                            and the unembedding, row by row (logit lens)
+//   tensor2 logits_from_hidden_at(token_span, std::size_t layer, const tensor2& h, std::span<const std::size_t> rows) const
+//                                                            logits_from_hidden for those rows only (patching sweeps)
 //   Cache prefix_cache(token_span) const                     causal prefix reuse (any Cache type): the state
 //   tensor3 logits_batch_from_prefix(const Cache&, const token_matrix& batch,   after a sequence, and [B, P, V] logits
 //                                    std::span<const std::size_t> starts,      of sequences that equal it before
@@ -56,6 +65,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "glassbox/core/components.hpp"
 #include "glassbox/core/target.hpp"
 #include "glassbox/core/types.hpp"
 
@@ -201,6 +211,32 @@ concept has_kfac_statistics = requires(const M& m, const training_example& e) {
   { m.kfac_statistics(e) } -> std::convertible_to<std::vector<linear_layer_statistics>>;
 };
 
+template <class M>
+concept has_layout = requires(const M& m) {
+  { m.layout() } -> std::convertible_to<component_layout>;
+};
+template <class M>
+concept has_run_with_cache = requires(const M& m, token_span t) {
+  { m.run_with_cache(t) } -> std::convertible_to<component_cache>;
+};
+template <class M>
+concept has_logits_with_patches =
+    requires(const M& m, token_span t, std::span<const component_patch> p, std::span<const std::size_t> r) {
+      { m.logits_with_patches(t, p, r) } -> std::convertible_to<tensor2>;
+    };
+template <class M>
+concept has_component_gradients = requires(const M& m, token_span t, const output_seed& s) {
+  { m.component_gradients(t, s) } -> std::convertible_to<component_gradient_result>;
+};
+template <class M>
+concept has_unembedding_directions = requires(const M& m, std::span<const token_id> k) {
+  { m.unembedding_directions(k) } -> std::convertible_to<logit_directions>;
+};
+template <class M>
+concept has_neuron_output_weights = requires(const M& m, std::size_t layer) {
+  { m.neuron_output_weights(layer) } -> std::convertible_to<tensor2>;
+};
+
 // Optional abilities, tested with if constexpr.
 template <class M>
 concept has_output_rows = requires(const M& m, std::size_t n) {
@@ -296,6 +332,13 @@ concept TrainableModel = Model<M> && concepts::has_parameter_count<M> && concept
 template <class M>
 concept KfacModel = TrainableModel<M> && concepts::has_kfac_statistics<M>;
 
+/// An InterventionModel whose heads, MLPs and neurons can be read, patched and differentiated one by
+/// one: serves activation, attribution and path patching, direct logit attribution, neuron analysis.
+template <class M>
+concept ComponentModel = InterventionModel<M> && concepts::has_layout<M> && concepts::has_run_with_cache<M> &&
+                         concepts::has_logits_with_patches<M> && concepts::has_component_gradients<M> &&
+                         concepts::has_unembedding_directions<M> && concepts::has_neuron_output_weights<M>;
+
 /// Whether the adapter declares that its const members may be called from several threads at once.
 template <class M>
 constexpr bool is_thread_safe() {
@@ -387,6 +430,30 @@ consteval bool check_intervention_model() {
                 "glassbox::InterventionModel: missing `value_and_gradient<tensor2> hidden_gradient(token_span, "
                 "std::size_t, const tensor2&, const output_seed&) const` - see docs/concepts.md");
   return InterventionModel<M>;
+}
+
+/// Checks the ComponentModel rung and those below it.
+template <class M>
+consteval bool check_component_model() {
+  check_intervention_model<M>();
+  static_assert(concepts::has_layout<M>,
+                "glassbox::ComponentModel: missing `component_layout layout() const` - see docs/concepts.md");
+  static_assert(concepts::has_run_with_cache<M>,
+                "glassbox::ComponentModel: missing `component_cache run_with_cache(token_span) const` - see "
+                "docs/concepts.md");
+  static_assert(concepts::has_logits_with_patches<M>,
+                "glassbox::ComponentModel: missing `tensor2 logits_with_patches(token_span, std::span<const "
+                "component_patch>, std::span<const std::size_t>) const` - see docs/concepts.md");
+  static_assert(concepts::has_component_gradients<M>,
+                "glassbox::ComponentModel: missing `component_gradient_result component_gradients(token_span, const "
+                "output_seed&) const` - see docs/concepts.md");
+  static_assert(concepts::has_unembedding_directions<M>,
+                "glassbox::ComponentModel: missing `logit_directions unembedding_directions(std::span<const "
+                "token_id>) const` - see docs/concepts.md");
+  static_assert(concepts::has_neuron_output_weights<M>,
+                "glassbox::ComponentModel: missing `tensor2 neuron_output_weights(std::size_t) const` - see "
+                "docs/concepts.md");
+  return ComponentModel<M>;
 }
 
 /// Checks the TrainableModel rung and those below it.

@@ -232,7 +232,8 @@ struct gpt2_pass {
   // and values, or resumes after a cached prefix whose keys and values it reads.
   S* keys_values = nullptr;      ///< record: [L, N, 2d], each row's keys then values (columns d..3d of qkv)
   const S* prefix = nullptr;     ///< resume: a cache's keys and values, [L, prefix_rows, 2d]
-  std::size_t prefix_rows = 0;   ///< resume: rows of the cache
+  std::size_t prefix_rows = 0;   ///< resume: rows of the cache  // Component patches (logits_with_patches): single-sequence passes only; the last block then runs on every row.
+  std::span<const basic_component_patch<S>> patches;
 };
 
 /// What one backward pass produces (every pointer optional).
@@ -244,6 +245,10 @@ struct gpt2_backward {
   S* d_attentions = nullptr;     ///< d / d attention probabilities, [L, probs_per_layer]
   S* d_head_mask = nullptr;      ///< accumulated d / d head mask, [L, H]
   std::vector<basic_linear_layer_statistics<S>>* statistics = nullptr;  ///< K-FAC, 4 per block
+  // Component gradients (component_gradients; the pass runs its last block on every row):
+  S* d_hidden = nullptr;   ///< d / d residual stream at every index, [L + 1, N, d]
+  S* d_mid = nullptr;      ///< d / d stream after each block's attention, [L, N, d]
+  S* d_neurons = nullptr;  ///< d / d MLP activations after GELU, [L, N, f]
 };
 
 /// Pointers of one layer's activations inside a workspace.
@@ -489,6 +494,9 @@ class basic_gpt2 {
   /// Logits [T, V] when the residual stream at index `layer` (0..L) is replaced by `h` [T, d]:
   /// blocks layer..L-1 run on h, then ln_f and the unembedding.
   matrix_type logits_from_hidden(token_span tokens, std::size_t layer, const matrix_type& h) const;
+  /// logits_from_hidden for the chosen rows only, [rows.size(), V] (the unembedding of other rows is skipped).
+  matrix_type logits_from_hidden_at(token_span tokens, std::size_t layer, const matrix_type& h,
+                                    std::span<const std::size_t> rows) const;
   /// Logits [R, V] of R residual vectors h [R, d] decoded through ln_f and the unembedding, row by
   /// row (the logit lens' decoder; equals logits_from_hidden(tokens, n_layer, h) for any tokens).
   matrix_type decode_hidden(const matrix_type& h) const;
@@ -498,6 +506,33 @@ class basic_gpt2 {
   /// hidden_gradient with a seed in the model's precision.
   value_and_gradient<matrix_type> hidden_gradient(token_span tokens, std::size_t layer, const matrix_type& h,
                                                   const seed_type& seed) const;
+
+  // ---- ComponentModel (docs/circuits.md) --------------------------------------------------------
+
+  using patch_type = basic_component_patch<Scalar>;                     ///< component_patch for float
+  using component_cache_type = basic_component_cache<Scalar>;           ///< component_cache for float
+  using component_gradient_type = basic_component_gradient_result<Scalar>;  ///< component_gradient_result for float
+  using logit_directions_type = basic_logit_directions<Scalar>;         ///< logit_directions for float
+
+  /// Blocks, heads per block, residual width and MLP width.
+  component_layout layout() const { return {config_.n_layer, config_.n_head, config_.n_embd, config_.inner()}; }
+  /// One forward pass that keeps every component: the residual stream, each head's output after
+  /// attn.c_proj (without its bias), each MLP's output, each neuron after GELU, ln_f's divisor per position.
+  component_cache_type run_with_cache(token_span tokens) const;
+  /// Logits [rows, V] (rows empty = every row) of a forward pass with `patches` applied where the pass
+  /// computes their sites (core/components.hpp); everything after a patched site is computed from it.
+  matrix_type logits_with_patches(token_span tokens, std::span<const patch_type> patches,
+                                  std::span<const std::size_t> rows = {}) const;
+  /// The seed's scalar, the components of its forward pass and the scalar's gradient w.r.t. the
+  /// residual stream, each block's post-attention stream and each neuron: one forward, one backward.
+  component_gradient_type component_gradients(token_span tokens, const output_seed& seed) const;
+  /// component_gradients with a seed in the model's precision.
+  component_gradient_type component_gradients(token_span tokens, const seed_type& seed) const;
+  /// Per token k: the direction ln_f.weight * wte[k], centred (LayerNorm's centring moved onto it),
+  /// and the offset ln_f.bias . wte[k]; logit_k = sum over parts c of c . direction / final_scale + offset.
+  logit_directions_type unembedding_directions(std::span<const token_id> tokens) const;
+  /// mlp.c_proj.weight of block `layer`, [f, d]: neuron n adds neurons[n] * row n to the stream.
+  matrix_type neuron_output_weights(std::size_t layer) const;
 
   // ---- TrainableModel / KfacModel -------------------------------------------------------------
 
@@ -597,6 +632,15 @@ class basic_gpt2 {
                            Scalar* du_rows, Scalar* dq_rows, Scalar* dprobs, Scalar* dqkv, Scalar* da, Scalar* dx,
                            Scalar* mask_partial, const backward_type& request) const;
   matrix_type forward_rows(pass_type& pass, std::size_t rows) const;
+  /// Applies the patches of `site` at block `layer` (see run_forward for where each site is reached).
+  void apply_patches(const pass_type& pass, component_site site, std::size_t layer,
+                     const detail::gpt2_layer_buffers<Scalar>& b, Scalar* stream) const;
+  /// Checks patches against the layout and a sequence of T tokens; throws shape_error naming `who`.
+  void check_patches(std::span<const patch_type> patches, std::size_t T, std::string_view who) const;
+  /// Fills a cache from a single-sequence pass that kept every activation, ran its last block on every
+  /// row and computed the logits of every row.
+  void extract_components(const detail::gpt2_pass_buffers<Scalar>& buffers, token_span tokens,
+                          component_cache_type& cache) const;
   /// Logits [B, P, V] of `rows` (empty = all) of each of the B sequences of length T in `pass`.
   tensor3_type forward_batch_rows(pass_type& pass, std::size_t B, std::size_t T, std::span<const std::size_t> rows) const;
   double seeded_pass(pass_type& pass, const seed_type& seed, std::size_t length, const backward_type& request) const;
@@ -786,7 +830,8 @@ void basic_gpt2<Scalar>::run_forward(detail::gpt2_workspace<Scalar>& ws, detail:
   std::sort(buf.rows.begin(), buf.rows.end());
   buf.rows.erase(std::unique(buf.rows.begin(), buf.rows.end()), buf.rows.end());
   buf.compact = run > 0 && !pass.full_last_block && pass.hidden == nullptr && pass.attentions == nullptr &&
-                pass.attention_override == nullptr && !buf.rows.empty() && buf.rows.size() < N;
+                pass.attention_override == nullptr && pass.patches.empty() && !buf.rows.empty() &&
+                buf.rows.size() < N;
   const std::size_t R = buf.rows.size(), H = config_.n_head;
   if (buf.compact) {
     buf.positions.resize(R);
@@ -886,6 +931,8 @@ void basic_gpt2<Scalar>::run_forward(detail::gpt2_workspace<Scalar>& ws, detail:
       }
     }
   }
+  const bool patched = !pass.patches.empty();
+  if (patched) apply_patches(pass, component_site::residual, first, {}, x0);
   if (pass.hidden != nullptr) std::copy_n(x0, N * d, pass.hidden + first * N * d);
 
   const auto n = ix(N);
@@ -902,19 +949,27 @@ void basic_gpt2<Scalar>::run_forward(detail::gpt2_workspace<Scalar>& ws, detail:
     detail::gpt2_layer_norm(b.x, n, ix(d), at(o.ln_1_weight), at(o.ln_1_bias), eps, b.a1, b.ln1_mean, b.ln1_rstd);
     detail::gpt2_gemm(b.qkv, ix(3 * d), op(b.a1, N, d), op(at(o.attn_weight), d, 3 * d));
     map(b.qkv, n, ix(3 * d)).rowwise() += detail::gpt2_crow<S>(at(o.attn_bias), ix(3 * d));
+    if (patched) apply_patches(pass, component_site::head_input, l, b, nullptr);
     record_keys_values(l, pass, b.qkv);
     attention_forward(l, pass, b, buf);
     if (b.x_mid != b.x) std::copy_n(b.x, N * d, b.x_mid);
     detail::gpt2_gemm(b.x_mid, ix(d), op(b.z, N, d), op(at(o.attn_proj_weight), d, d), S(1), true);
     map(b.x_mid, n, ix(d)).rowwise() += detail::gpt2_crow<S>(at(o.attn_proj_bias), ix(d));
+    if (patched) apply_patches(pass, component_site::head, l, b, b.x_mid);
     // MLP sub-block: next = x_mid + c_proj(gelu(c_fc(ln_2(x_mid)))).
     detail::gpt2_layer_norm(b.x_mid, n, ix(d), at(o.ln_2_weight), at(o.ln_2_bias), eps, b.a2, b.ln2_mean, b.ln2_rstd);
     detail::gpt2_gemm(b.u, ix(f), op(b.a2, N, d), op(at(o.fc_weight), d, f));
     map(b.u, n, ix(f)).rowwise() += detail::gpt2_crow<S>(at(o.fc_bias), ix(f));
+    if (patched) apply_patches(pass, component_site::mlp_input, l, b, b.x_mid);
     detail::gpt2_gelu(b.u, n, ix(f), b.g);
+    if (patched) apply_patches(pass, component_site::neuron, l, b, nullptr);
     if (next != b.x_mid) std::copy_n(b.x_mid, N * d, next);
     detail::gpt2_gemm(next, ix(d), op(b.g, N, f), op(at(o.mlp_proj_weight), f, d), S(1), true);
     map(next, n, ix(d)).rowwise() += detail::gpt2_crow<S>(at(o.mlp_proj_bias), ix(d));
+    if (patched) {
+      apply_patches(pass, component_site::mlp, l, b, next);
+      apply_patches(pass, component_site::residual, l + 1, b, next);
+    }
     if (pass.hidden != nullptr) std::copy_n(next, N * d, pass.hidden + (l + 1) * N * d);
   }
 
@@ -1254,6 +1309,7 @@ void basic_gpt2<Scalar>::run_backward(detail::gpt2_workspace<Scalar>& ws, const 
   for (std::size_t l = buf.compact ? L - 1 : L; l-- > first;) {
     const auto& b = buf.layers[l - first];
     const auto& o = offsets_.blocks[l];
+    if (req.d_hidden != nullptr) std::copy_n(dx, N * d, req.d_hidden + (l + 1) * N * d);
     // MLP: y = g W_proj + b_proj with dy = dx.
     if (req.statistics != nullptr) capture(4 * l + 3, "mlp.c_proj", b.g, f, dx, d, o.mlp_proj_weight, o.mlp_proj_bias);
     if (dparams != nullptr) {
@@ -1261,6 +1317,7 @@ void basic_gpt2<Scalar>::run_backward(detail::gpt2_workspace<Scalar>& ws, const 
       add_bias_gradient(dx, d, o.mlp_proj_bias);
     }
     detail::gpt2_gemm(du, ix(f), op(dx, N, d), op(at(o.mlp_proj_weight), f, d).t());
+    if (req.d_neurons != nullptr) std::copy_n(du, N * f, req.d_neurons + l * N * f);
     detail::gpt2_gelu_backward(b.u, n, ix(f), du);
     if (req.statistics != nullptr) capture(4 * l + 2, "mlp.c_fc", b.a2, d, du, f, o.fc_weight, o.fc_bias);
     if (dparams != nullptr) {
@@ -1271,6 +1328,7 @@ void basic_gpt2<Scalar>::run_backward(detail::gpt2_workspace<Scalar>& ws, const 
     detail::gpt2_layer_norm_backward(b.x_mid, n, ix(d), at(o.ln_2_weight), b.ln2_mean, b.ln2_rstd, da, dx,
                                      dparams != nullptr ? dparams + o.ln_2_weight : nullptr,
                                      dparams != nullptr ? dparams + o.ln_2_bias : nullptr);
+    if (req.d_mid != nullptr) std::copy_n(dx, N * d, req.d_mid + l * N * d);
     // Attention output projection: y = z W_o + b_o with dy = dx (now d x_mid).
     if (req.statistics != nullptr)
       capture(4 * l + 1, "attn.c_proj", b.z, d, dx, d, o.attn_proj_weight, o.attn_proj_bias);
@@ -1295,6 +1353,7 @@ void basic_gpt2<Scalar>::run_backward(detail::gpt2_workspace<Scalar>& ws, const 
 
   // dx is now d / d (residual stream at index `first`).
   if (req.d_input != nullptr) std::copy_n(dx, N * d, req.d_input);
+  if (req.d_hidden != nullptr) std::copy_n(dx, N * d, req.d_hidden + first * N * d);
   if (dparams != nullptr && first == 0 && pass.residual == nullptr) {
     for (const auto& seg : pass.segments) {
       for (std::size_t i = 0; i < seg.length; ++i) {
@@ -1732,6 +1791,24 @@ auto basic_gpt2<Scalar>::logits_from_hidden(token_span tokens, std::size_t layer
 }
 
 template <class Scalar>
+auto basic_gpt2<Scalar>::logits_from_hidden_at(token_span tokens, std::size_t layer, const matrix_type& h,
+                                               std::span<const std::size_t> rows) const -> matrix_type {
+  check_tokens(tokens, "logits_from_hidden_at");
+  detail::require<shape_error>(layer <= config_.n_layer,
+                               "glassbox::models::gpt2::logits_from_hidden_at: layer must be <= {} (n_layer), got {}",
+                               config_.n_layer, layer);
+  detail::require<shape_error>(h.shape(0) == tokens.size() && h.shape(1) == config_.n_embd,
+                               "glassbox::models::gpt2::logits_from_hidden_at: h must be [{}, {}], got [{}, {}]",
+                               tokens.size(), config_.n_embd, h.shape(0), h.shape(1));
+  check_rows(rows, tokens.size(), "logits_from_hidden_at");
+  auto pass = make_pass(1, tokens.size());
+  pass.residual = h.data();
+  pass.start_layer = layer;
+  pass.out_rows.assign(rows.begin(), rows.end());
+  return forward_rows(pass, rows.size());
+}
+
+template <class Scalar>
 auto basic_gpt2<Scalar>::decode_hidden(const matrix_type& h) const -> matrix_type {
   detail::require<shape_error>(h.dimension() == 2 && h.shape(1) == config_.n_embd,
                                "glassbox::models::gpt2::decode_hidden: h must be [rows, {}], got [{}, {}]",
@@ -1768,6 +1845,267 @@ auto basic_gpt2<Scalar>::hidden_gradient(token_span tokens, std::size_t layer, c
   backward_type req;
   req.d_input = out.gradient.data();
   out.value = seeded_pass(pass, seed, tokens.size(), req);
+  return out;
+}
+
+// ---- components (ComponentModel) -------------------------------------------------------------------
+
+template <class Scalar>
+void basic_gpt2<Scalar>::apply_patches(const pass_type& pass, component_site site, std::size_t l,
+                                       const detail::gpt2_layer_buffers<Scalar>& b, Scalar* stream) const {
+  using S = Scalar;
+  const std::size_t d = config_.n_embd, f = config_.inner(), H = config_.n_head, dh = d / H, N = pass.rows;
+  const S eps = static_cast<S>(config_.layer_norm_epsilon);
+  std::vector<S> x(d), a(d), out(3 * d);
+  S mean = 0, rstd = 0;
+  // One row through a LayerNorm and a linear layer: out[0, cols) = LN(x) W + bias.
+  auto norm_linear = [&](std::size_t w_ln, std::size_t b_ln, std::size_t w, std::size_t bias, std::size_t cols) {
+    detail::gpt2_layer_norm(x.data(), 1, ix(d), at(w_ln), at(b_ln), eps, a.data(), &mean, &rstd);
+    out.resize(cols);
+    detail::gpt2_row<S>(out.data(), ix(cols)) =
+        detail::gpt2_crow<S>(a.data(), ix(d)) * cmap(at(w), ix(d), ix(cols)) + detail::gpt2_crow<S>(at(bias), ix(cols));
+  };
+  for (const auto& p : pass.patches) {
+    if (p.site != site || p.layer != l) continue;
+    const std::size_t count = p.positions.empty() ? N : p.positions.size();
+    const std::size_t width = site == component_site::neuron ? 1 : d;
+    for (std::size_t k = 0; k < count; ++k) {
+      const std::size_t r = p.positions.empty() ? k : p.positions[k];
+      const S* v = p.values.data() + k * width;
+      const detail::gpt2_crow<S> value(v, ix(width));
+      switch (site) {
+        case component_site::residual: {
+          detail::gpt2_row<S> row(stream + r * d, ix(d));
+          if (p.add) row += value; else row = value;
+          break;
+        }
+        case component_site::head_input: {  // this head's queries, keys and values from the edited stream
+          const auto& o = offsets_.blocks[l];
+          detail::gpt2_row<S>(x.data(), ix(d)) = p.add ? (detail::gpt2_crow<S>(b.x + r * d, ix(d)) + value).eval()
+                                                       : value.eval();
+          norm_linear(o.ln_1_weight, o.ln_1_bias, o.attn_weight, o.attn_bias, 3 * d);
+          for (std::size_t part = 0; part < 3; ++part)
+            std::copy_n(out.data() + part * d + p.index * dh, dh, b.qkv + r * 3 * d + part * d + p.index * dh);
+          break;
+        }
+        case component_site::head: {  // the head's own output: z_h W_O[h rows]
+          const auto& o = offsets_.blocks[l];
+          detail::gpt2_row<S> row(stream + r * d, ix(d));
+          if (!p.add) {
+            row -= detail::gpt2_crow<S>(b.z + r * d + p.index * dh, ix(dh)) *
+                   cmap(at(o.attn_proj_weight) + p.index * dh * d, ix(dh), ix(d));
+          }
+          row += value;
+          break;
+        }
+        case component_site::mlp_input: {  // the MLP's pre-activations from the edited stream
+          const auto& o = offsets_.blocks[l];
+          detail::gpt2_row<S>(x.data(), ix(d)) = p.add ? (detail::gpt2_crow<S>(stream + r * d, ix(d)) + value).eval()
+                                                       : value.eval();
+          norm_linear(o.ln_2_weight, o.ln_2_bias, o.fc_weight, o.fc_bias, f);
+          std::copy_n(out.data(), f, b.u + r * f);
+          break;
+        }
+        case component_site::neuron: {
+          S& g = b.g[r * f + p.index];
+          g = p.add ? g + v[0] : v[0];
+          break;
+        }
+        case component_site::mlp: {  // the MLP's own output: g W_proj + b_proj
+          const auto& o = offsets_.blocks[l];
+          detail::gpt2_row<S> row(stream + r * d, ix(d));
+          if (!p.add) {
+            row -= detail::gpt2_crow<S>(b.g + r * f, ix(f)) * cmap(at(o.mlp_proj_weight), ix(f), ix(d)) +
+                   detail::gpt2_crow<S>(at(o.mlp_proj_bias), ix(d));
+          }
+          row += value;
+          break;
+        }
+      }
+    }
+  }
+}
+
+template <class Scalar>
+void basic_gpt2<Scalar>::check_patches(std::span<const patch_type> patches, std::size_t T, std::string_view who) const {
+  const std::size_t L = config_.n_layer, d = config_.n_embd;
+  for (std::size_t i = 0; i < patches.size(); ++i) {
+    const auto& p = patches[i];
+    const auto site = to_string(p.site);
+    const std::size_t layers = p.site == component_site::residual ? L + 1 : L;
+    detail::require<shape_error>(p.layer < layers, "glassbox::models::gpt2::{}: patch {} ({}) has layer {}, expected < {}",
+                                 who, i, site, p.layer, layers);
+    if (p.site == component_site::head || p.site == component_site::head_input)
+      detail::require<shape_error>(p.index < config_.n_head,
+                                   "glassbox::models::gpt2::{}: patch {} ({}) has head {}, expected < {}", who, i, site,
+                                   p.index, config_.n_head);
+    if (p.site == component_site::neuron)
+      detail::require<shape_error>(p.index < config_.inner(),
+                                   "glassbox::models::gpt2::{}: patch {} (neuron) has index {}, expected < {}", who, i,
+                                   p.index, config_.inner());
+    std::vector<bool> seen(T, false);
+    for (const std::size_t position : p.positions) {
+      detail::require<shape_error>(position < T && !seen[position],
+                                   "glassbox::models::gpt2::{}: patch {} ({}) has position {}: positions must be "
+                                   "distinct and < {} (the tokens)",
+                                   who, i, site, position, T);
+      seen[position] = true;
+    }
+    const std::size_t rows = p.positions.empty() ? T : p.positions.size();
+    const std::size_t width = p.site == component_site::neuron ? 1 : d;
+    detail::require<shape_error>(p.values.dimension() == 2 && p.values.shape(0) == rows && p.values.shape(1) == width,
+                                 "glassbox::models::gpt2::{}: patch {} ({}) values must be [{}, {}], got {}", who, i,
+                                 site, rows, width,
+                                 detail::gpt2_shape_text({p.values.shape().begin(), p.values.shape().end()}));
+  }
+}
+
+template <class Scalar>
+void basic_gpt2<Scalar>::extract_components(const detail::gpt2_pass_buffers<Scalar>& buf, token_span tokens,
+                                            component_cache_type& c) const {
+  using S = Scalar;
+  const std::size_t T = tokens.size(), L = config_.n_layer, H = config_.n_head, d = config_.n_embd,
+                    f = config_.inner(), dh = d / H;
+  c.token_embeddings = matrix_type::from_shape({T, d});
+  c.position_embeddings = matrix_type::from_shape({T, d});
+  for (std::size_t t = 0; t < T; ++t) {
+    std::copy_n(at(offsets_.wte) + static_cast<std::size_t>(tokens[t]) * d, d, c.token_embeddings.data() + t * d);
+    std::copy_n(at(offsets_.wpe) + t * d, d, c.position_embeddings.data() + t * d);
+  }
+  c.heads = tensor4_type::from_shape({L, H, T, d});
+  c.attention_bias = matrix_type::from_shape({L, d});
+  c.mlps = tensor3_type::from_shape({L, T, d});
+  c.neurons = tensor3_type::from_shape({L, T, f});
+  for (std::size_t l = 0; l < L; ++l) {
+    const auto& b = buf.layers[l];
+    const auto& o = offsets_.blocks[l];
+    for (std::size_t h = 0; h < H; ++h)
+      detail::gpt2_gemm(c.heads.data() + (l * H + h) * T * d, ix(d), op(b.z + h * dh, T, dh, d),
+                        op(at(o.attn_proj_weight) + h * dh * d, dh, d));
+    std::copy_n(at(o.attn_proj_bias), d, c.attention_bias.data() + l * d);
+    S* mlp = c.mlps.data() + l * T * d;
+    detail::gpt2_gemm(mlp, ix(d), op(b.g, T, f), op(at(o.mlp_proj_weight), f, d));
+    map(mlp, ix(T), ix(d)).rowwise() += detail::gpt2_crow<S>(at(o.mlp_proj_bias), ix(d));
+    std::copy_n(b.g, T * f, c.neurons.data() + l * T * f);
+  }
+  c.final_scale.resize(T);
+  for (std::size_t t = 0; t < T; ++t) c.final_scale[t] = 1.0 / static_cast<double>(buf.lnf_rstd[t]);
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::run_with_cache(token_span tokens) const -> component_cache_type {
+  check_tokens(tokens, "run_with_cache");
+  const std::size_t T = tokens.size();
+  component_cache_type cache;
+  cache.logits = matrix_type::from_shape({T, config_.vocab_size});
+  cache.residual = tensor3_type::from_shape({config_.n_layer + 1, T, config_.n_embd});
+  auto pass = make_pass(1, T);
+  pass.tokens = tokens.data();
+  pass.keep = true;
+  pass.full_last_block = true;
+  pass.out_rows = all_rows(T);
+  pass.logits = cache.logits.data();
+  pass.hidden = cache.residual.data();
+  auto ws = pool_->acquire();
+  detail::gpt2_pass_buffers<Scalar> buffers;
+  run_forward(*ws, buffers, pass);
+  extract_components(buffers, tokens, cache);
+  return cache;
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::logits_with_patches(token_span tokens, std::span<const patch_type> patches,
+                                             std::span<const std::size_t> rows) const -> matrix_type {
+  check_tokens(tokens, "logits_with_patches");
+  check_patches(patches, tokens.size(), "logits_with_patches");
+  check_rows(rows, tokens.size(), "logits_with_patches");
+  auto pass = make_pass(1, tokens.size());
+  pass.tokens = tokens.data();
+  pass.patches = patches;
+  pass.out_rows = rows.empty() ? all_rows(tokens.size()) : std::vector<std::size_t>(rows.begin(), rows.end());
+  return forward_rows(pass, pass.out_rows.size());
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::component_gradients(token_span tokens, const output_seed& seed) const
+    -> component_gradient_type {
+  return component_gradients(tokens, convert_seed(seed));
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::component_gradients(token_span tokens, const seed_type& seed) const
+    -> component_gradient_type {
+  check_tokens(tokens, "component_gradients");
+  const std::size_t T = tokens.size(), L = config_.n_layer, d = config_.n_embd, V = config_.vocab_size;
+  const auto rows = seed.rows(T);
+  check_rows(rows, T, "seed");
+  component_gradient_type out;
+  auto& cache = out.cache;
+  cache.logits = matrix_type::from_shape({T, V});
+  cache.residual = tensor3_type::from_shape({L + 1, T, d});
+  auto pass = make_pass(1, T);
+  pass.tokens = tokens.data();
+  pass.keep = true;
+  pass.full_last_block = true;
+  pass.out_rows = all_rows(T);
+  pass.logits = cache.logits.data();
+  pass.hidden = cache.residual.data();
+  auto ws = pool_->acquire();
+  detail::gpt2_pass_buffers<Scalar> buffers;
+  run_forward(*ws, buffers, pass);
+  extract_components(buffers, tokens, cache);
+
+  // The seed reads its rows; every other row's logits get a zero derivative.
+  auto row_logits = matrix_type::from_shape({rows.size(), V});
+  for (std::size_t k = 0; k < rows.size(); ++k)
+    std::copy_n(cache.logits.data() + rows[k] * V, V, row_logits.data() + k * V);
+  matrix_type d_rows;
+  out.value = seed(row_logits, d_rows);
+  matrix_type d_logits = xt::zeros<Scalar>({T, V});
+  for (std::size_t k = 0; k < rows.size(); ++k)
+    std::copy_n(d_rows.data() + k * V, V, d_logits.data() + rows[k] * V);
+
+  out.residual = tensor3_type::from_shape({L + 1, T, d});
+  out.attention = tensor3_type::from_shape({L, T, d});
+  out.neurons = tensor3_type::from_shape({L, T, config_.inner()});
+  backward_type req;
+  req.d_logits = d_logits.data();
+  req.d_hidden = out.residual.data();
+  req.d_mid = out.attention.data();
+  req.d_neurons = out.neurons.data();
+  run_backward(*ws, buffers, pass, req);
+  return out;
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::unembedding_directions(std::span<const token_id> tokens) const -> logit_directions_type {
+  const std::size_t d = config_.n_embd;
+  logit_directions_type out;
+  out.directions = matrix_type::from_shape({tokens.size(), d});
+  out.offsets.resize(tokens.size());
+  const detail::gpt2_crow<Scalar> gain(at(offsets_.ln_f_weight), ix(d)), bias(at(offsets_.ln_f_bias), ix(d));
+  for (std::size_t k = 0; k < tokens.size(); ++k) {
+    detail::require<shape_error>(tokens[k] >= 0 && static_cast<std::size_t>(tokens[k]) < config_.vocab_size,
+                                 "glassbox::models::gpt2::unembedding_directions: token {} is out of range [0, {})",
+                                 tokens[k], config_.vocab_size);
+    const detail::gpt2_crow<Scalar> w(at(offsets_.head) + static_cast<std::size_t>(tokens[k]) * d, ix(d));
+    // logit = ((x - mean x) / sigma) . (gain * w) + bias . w, and (x - mean x) . u = x . (u - mean u).
+    Eigen::Matrix<double, 1, Eigen::Dynamic> u = gain.template cast<double>().cwiseProduct(w.template cast<double>());
+    u.array() -= u.mean();
+    detail::gpt2_row<Scalar>(out.directions.data() + k * d, ix(d)) = u.template cast<Scalar>();
+    out.offsets[k] = bias.template cast<double>().dot(w.template cast<double>());
+  }
+  return out;
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::neuron_output_weights(std::size_t layer) const -> matrix_type {
+  detail::require<shape_error>(layer < config_.n_layer,
+                               "glassbox::models::gpt2::neuron_output_weights: layer must be < {} (n_layer), got {}",
+                               config_.n_layer, layer);
+  const std::size_t f = config_.inner(), d = config_.n_embd;
+  auto out = matrix_type::from_shape({f, d});
+  std::copy_n(at(offsets_.blocks[layer].mlp_proj_weight), f * d, out.data());
   return out;
 }
 

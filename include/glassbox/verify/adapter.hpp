@@ -147,6 +147,18 @@ concept intervention =
       { m.hidden_gradient(t, l, h, s).value } -> std::convertible_to<double>;
       { m.hidden_gradient(t, l, h, s).gradient } -> std::convertible_to<tensor<S, 2>>;
     };
+template <class M, class S, class Seed>
+concept component =
+    intervention<M, S, Seed> &&
+    requires(const M& m, token_span t, const Seed& s, std::span<const token_id> k, std::size_t l,
+             std::span<const basic_component_patch<S>> p, std::span<const std::size_t> r) {
+      { m.layout() } -> std::convertible_to<component_layout>;
+      { m.run_with_cache(t) } -> std::convertible_to<basic_component_cache<S>>;
+      { m.logits_with_patches(t, p, r) } -> std::convertible_to<tensor<S, 2>>;
+      { m.component_gradients(t, s) } -> std::convertible_to<basic_component_gradient_result<S>>;
+      { m.unembedding_directions(k) } -> std::convertible_to<basic_logit_directions<S>>;
+      { m.neuron_output_weights(l) } -> std::convertible_to<tensor<S, 2>>;
+    };
 template <class M, class S>
 concept trainable = requires(const M& m, M& mutable_model, const training_example& e, std::span<const S> p) {
   { m.parameter_count() } -> std::convertible_to<std::size_t>;
@@ -307,6 +319,8 @@ class checker {
     reporter_.advance();
     if constexpr (intervention<M, S, Seed>) intervention_checks();
     reporter_.advance();
+    if constexpr (component<M, S, Seed>) component_checks();
+    reporter_.advance();
     if constexpr (trainable<M, S>) trainable_checks();
     reporter_.advance();
     if constexpr (kfac<M, S>) kfac_checks();
@@ -316,7 +330,7 @@ class checker {
   }
 
   /// Groups of checks, for progress reports.
-  static constexpr std::size_t groups = 10;
+  static constexpr std::size_t groups = 11;
 
  private:
   // ---- recording --------------------------------------------------------------------------
@@ -403,6 +417,7 @@ class checker {
     add(attention_gradient<M, S, Seed>, AttentionGradientModel<M>, "AttentionGradientModel");
     add(activation<M, S>, ActivationModel<M>, "ActivationModel");
     add(intervention<M, S, Seed>, InterventionModel<M>, "InterventionModel");
+    add(component<M, S, Seed>, ComponentModel<M>, "ComponentModel");
     add(trainable<M, S>, TrainableModel<M>, "TrainableModel");
     add(kfac<M, S>, KfacModel<M>, "KfacModel");
   }
@@ -1287,6 +1302,197 @@ class checker {
     }
     finish(same, tol_.consistency);
     finish(shape, 0);
+    finish(value, seed_value_tolerance_);
+    finish(fd, tol_.gradient);
+  }
+
+  // ---- ComponentModel ---------------------------------------------------------------------
+
+  void component_checks() {
+    using patch = basic_component_patch<S>;
+    const std::string rung = "ComponentModel";
+    pending_check shape{"run_with_cache shapes", rung};
+    pending_check same{"run_with_cache = hidden_states and logits", rung};
+    pending_check sums{"components sum to the residual stream", rung};
+    pending_check mlp{"MLP output = neurons x neuron_output_weights + a constant", rung};
+    pending_check own{"logits_with_patches(own values) = logits", rung};
+    pending_check identity{"unembedding_directions read the logits (frozen final scale)", rung};
+    pending_check value{"component_gradients value = seed(logits)", rung};
+    pending_check fd{"component_gradients vs finite differences", rung};
+    std::optional<basic_component_cache<S>> cache;
+    component_layout lay{};
+    const std::size_t T = length();
+    pending_check* at = &shape;
+    guarded(at, [&] {
+      lay = model_.layout();
+      auto c = model_.run_with_cache(tokens_);
+      const std::size_t L = lay.layers, H = lay.heads, d = lay.width, f = lay.neurons;
+      auto check = [&](const auto& t, std::vector<std::size_t> expected) {
+        add_shape(shape, shape_of(t), expected, count_nonfinite(t));
+      };
+      check(c.residual, {L + 1, T, d});
+      check(c.token_embeddings, {T, d});
+      check(c.position_embeddings, {T, d});
+      check(c.heads, {L, H, T, d});
+      check(c.attention_bias, {L, d});
+      check(c.mlps, {L, T, d});
+      check(c.neurons, {L, T, f});
+      if (logits_) check(c.logits, shape_of(*logits_));
+      bool scales = c.final_scale.size() == T;
+      for (const double v : c.final_scale) scales = scales && std::isfinite(v) && v > 0;
+      shape.add(scales ? 0 : 1, scales ? "" : "final_scale must hold one positive value per position");
+      if (shape.worst == 0) cache = std::move(c);
+    });
+    if (!cache) {
+      not_run({&same, &sums, &mlp, &own, &identity, &value, &fd}, "needs run_with_cache() of the layout's shapes");
+    } else {
+      const auto& c = *cache;
+      const std::size_t L = lay.layers, H = lay.heads, d = lay.width, f = lay.neurons;
+      at = &same;
+      guarded(at, [&] {
+        if (hidden_) same.add(relative_difference(c.residual, *hidden_), "the residual stream differs from hidden_states");
+        if (logits_) same.add(relative_difference(c.logits, *logits_), "the logits differ from logits()");
+      });
+      at = &sums;
+      guarded(at, [&] {
+        matrix x = matrix::from_shape({T, d}), next = matrix::from_shape({T, d});
+        for (std::size_t i = 0; i < T * d; ++i) x.data()[i] = c.token_embeddings.data()[i] + c.position_embeddings.data()[i];
+        sums.add(relative_difference(x, matrix(xt::view(c.residual, 0))), "residual[0] != token + position embeddings");
+        for (std::size_t l = 0; l < L; ++l) {
+          for (std::size_t t = 0; t < T; ++t)
+            for (std::size_t j = 0; j < d; ++j) {
+              double v = static_cast<double>(c.residual(l, t, j)) + c.attention_bias(l, j) + c.mlps(l, t, j);
+              for (std::size_t h = 0; h < H; ++h) v += c.heads(l, h, t, j);
+              next(t, j) = static_cast<S>(v);
+            }
+          sums.add(relative_difference(next, matrix(xt::view(c.residual, l + 1))),
+                   fmt::format("block {}: residual[l] + heads + attention bias + MLP != residual[l + 1]", l));
+        }
+      });
+      at = &mlp;
+      guarded(at, [&] {
+        for (std::size_t l = 0; l < L; ++l) {
+          const matrix w = model_.neuron_output_weights(l);
+          if (w.shape(0) != f || w.shape(1) != d) {
+            mlp.add(1, fmt::format("neuron_output_weights({}) is {}, expected [{}, {}]", l, shape_text(shape_of(w)), f, d));
+            continue;
+          }
+          matrix rest = matrix::from_shape({T, d}), first = matrix::from_shape({T, d});
+          for (std::size_t t = 0; t < T; ++t)
+            for (std::size_t j = 0; j < d; ++j) {
+              double v = c.mlps(l, t, j);
+              for (std::size_t n = 0; n < f; ++n) v -= static_cast<double>(c.neurons(l, t, n)) * w(n, j);
+              rest(t, j) = static_cast<S>(v);
+            }
+          for (std::size_t t = 0; t < T; ++t)
+            for (std::size_t j = 0; j < d; ++j) first(t, j) = rest(0, j);
+          double worst = 0, size = 1;
+          for (std::size_t i = 0; i < T * d; ++i) {
+            worst = std::max(worst, std::abs(static_cast<double>(rest.data()[i]) - first.data()[i]));
+            size = std::max(size, std::abs(static_cast<double>(c.mlps.data()[l * T * d + i])));
+          }
+          mlp.add(worst / size,
+                  fmt::format("block {}: what the neurons do not explain changes with the position", l));
+        }
+      });
+      at = &own;
+      guarded(at, [&] {
+        if (!logits_) return;
+        for (std::size_t l = 0; l < L; ++l) {
+          std::vector<patch> patches;
+          patches.push_back({component_site::head, l, l % H, {}, matrix(xt::view(c.heads, l, l % H)), false});
+          patches.push_back({component_site::mlp, l, 0, {}, matrix(xt::view(c.mlps, l)), false});
+          matrix neuron = matrix::from_shape({T, 1});
+          for (std::size_t t = 0; t < T; ++t) neuron(t, 0) = c.neurons(l, t, l % f);
+          patches.push_back({component_site::neuron, l, l % f, {}, neuron, false});
+          patches.push_back({component_site::residual, l, 0, {}, matrix(xt::view(c.residual, l)), false});
+          const matrix z = model_.logits_with_patches(tokens_, patches, {});
+          own.add(shape_of(z) == shape_of(*logits_) ? relative_difference(z, *logits_)
+                                                    : std::numeric_limits<double>::infinity(),
+                  fmt::format("block {}: patching components with their own values changes the logits", l));
+        }
+      });
+      at = &identity;
+      guarded(at, [&] {
+        if (!logits_ || logits_->shape(0) != T) return;
+        const std::size_t V = logits_->shape(1);
+        std::vector<token_id> ids = {0, static_cast<token_id>(V - 1), static_cast<token_id>(V / 2)};
+        const auto dirs = model_.unembedding_directions(ids);
+        matrix got = matrix::from_shape({T, ids.size()}), expected = matrix::from_shape({T, ids.size()});
+        for (std::size_t t = 0; t < T; ++t)
+          for (std::size_t k = 0; k < ids.size(); ++k) {
+            auto share = [&](const S* v) {
+              double s = 0;
+              for (std::size_t j = 0; j < d; ++j) s += static_cast<double>(v[j]) * dirs.directions(k, j);
+              return s;
+            };
+            double total = share(c.token_embeddings.data() + t * d) + share(c.position_embeddings.data() + t * d);
+            for (std::size_t l = 0; l < L; ++l) {
+              for (std::size_t h = 0; h < H; ++h) total += share(c.heads.data() + ((l * H + h) * T + t) * d);
+              total += share(c.attention_bias.data() + l * d) + share(c.mlps.data() + (l * T + t) * d);
+            }
+            got(t, k) = static_cast<S>(total / c.final_scale[t] + dirs.offsets[k]);
+            expected(t, k) = (*logits_)(t, static_cast<std::size_t>(ids[k]));
+          }
+        identity.add(relative_difference(got, expected),
+                     "the parts' shares through unembedding_directions / final_scale do not sum to the logits");
+      });
+      // Gradients: the value, then directions on the residual stream, a head's output and a neuron.
+      directional_summary summary;
+      for (std::size_t i = 0; i < std::max<std::size_t>(options_.directions, 3); ++i) {
+        at = &value;
+        const bool ok = guarded(at, [&] {
+          const auto r = random_readout(1500 + i);
+          const Seed seed = make_seed<Seed>(r);
+          const auto g = model_.component_gradients(tokens_, seed);
+          if (logits_) {
+            value.add(value_error(static_cast<double>(g.value), r->value_of(*logits_), r->magnitude_of(*logits_)),
+                      "the value is not the seed's scalar of the logits");
+          }
+          at = &fd;
+          rng gen = stream(1600 + i);
+          const std::size_t l = i % L, kind = i % 3;
+          const double magnitude = logits_ ? r->magnitude_of(*logits_) : 1.0;
+          directional_sample sample;
+          if (kind == 0) {  // the residual stream entering block l, through logits_from_hidden
+            const matrix x = xt::view(c.residual, l), grad = xt::view(g.residual, l);
+            sample = directional_derivative(x, grad, random_direction(x, gen), tol_.step, magnitude, tol_.epsilon,
+                                            [&](const matrix& y) {
+                                              return r->value_of(model_.logits_from_hidden(tokens_, l, y));
+                                            });
+            sample.where = fmt::format("residual {}", l);
+          } else {  // a head's output or a neuron, shifted by an added patch from zero
+            const bool head = kind == 1;
+            const std::size_t index = head ? i % H : (7 * i) % f;
+            const matrix zero = matrix::from_shape({T, head ? d : 1}) * S(0);
+            matrix grad = zero, scale = zero;
+            for (std::size_t t = 0; t < T; ++t)
+              for (std::size_t j = 0; j < grad.shape(1); ++j) {
+                grad(t, j) = head ? g.attention(l, t, j) : g.neurons(l, t, index);
+                scale(t, j) = head ? c.heads(l, index, t, j) : c.neurons(l, t, index);
+              }
+            sample = directional_derivative(zero, grad, random_direction(scale, gen), tol_.step, magnitude,
+                                            tol_.epsilon, [&](const matrix& y) {
+                                              const patch p{head ? component_site::head : component_site::neuron, l,
+                                                            index, {}, y, true};
+                                              return r->value_of(model_.logits_with_patches(
+                                                  tokens_, std::span<const patch>(&p, 1), {}));
+                                            });
+            sample.where = head ? fmt::format("head L{}H{}", l, index) : fmt::format("neuron {} of block {}", index, l);
+          }
+          summary.samples.push_back(sample);
+          fd.add(sample.error());
+        });
+        if (!ok) break;
+      }
+      if (fd.ran) fd.detail = summary.error() <= tol_.gradient ? "" : summary.diagnosis();
+    }
+    finish(shape, 0);
+    finish(same, tol_.consistency);
+    finish(sums, tol_.consistency);
+    finish(mlp, tol_.consistency);
+    finish(own, tol_.consistency);
+    finish(identity, tol_.consistency);
     finish(value, seed_value_tolerance_);
     finish(fd, tol_.gradient);
   }
