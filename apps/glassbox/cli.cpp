@@ -44,29 +44,47 @@ std::vector<std::string> loaded_model::token_strings(token_span ids) const {
   std::vector<std::string> out;
   out.reserve(ids.size());
   for (const token_id id : ids)
-    out.push_back(has_vocabulary() && id >= 0 && static_cast<std::size_t>(id) < vocabulary.size()
-                      ? vocabulary.token(id)
-                      : fmt::format("#{}", id));
+    if (bpe && bpe->contains(id))
+      out.push_back(io::readable_token(bpe->token_bytes(id)));
+    else
+      out.push_back(has_vocabulary() && id >= 0 && static_cast<std::size_t>(id) < vocabulary.size()
+                        ? vocabulary.token(id)
+                        : fmt::format("#{}", id));
   return out;
+}
+
+text_tokenizer text_tokenizer::beside(const fs::path& dir) {
+  text_tokenizer t;
+  if (io::bpe_tokenizer::files_in(dir))
+    t.bpe = io::bpe_tokenizer::load(dir);
+  else if (fs::exists(dir / "vocab.txt"))
+    t.vocabulary = io::vocabulary::load(dir / "vocab.txt");
+  return t;
 }
 
 loaded_model load_model(const std::string& path) {
   const fs::path where = path.empty() ? find_default_model() : fs::path(path);
   if (!fs::exists(where)) detail::fail("model {} does not exist", where.string());
-  loaded_model m{models::gpt2::load(where), {}, where};
+  loaded_model m{models::gpt2::load(where), {}, where, std::nullopt};
   const fs::path dir = fs::is_directory(where) ? where : where.parent_path();
-  const fs::path vocab = dir / "vocab.txt";
-  if (fs::exists(vocab)) {
-    m.vocabulary = io::vocabulary::load(vocab);
+  auto tokenizer = text_tokenizer::beside(dir);
+  if (tokenizer.bpe) {
+    detail::require(tokenizer.bpe->size() <= m.model.vocab_size(),
+                    "the BPE tokenizer in {} has ids up to {} but the model has a vocabulary of {}", dir.string(),
+                    tokenizer.bpe->size() - 1, m.model.vocab_size());
+    m.bpe = std::move(tokenizer.bpe);
+  } else if (!tokenizer.vocabulary.empty()) {
+    m.vocabulary = std::move(tokenizer.vocabulary);
     detail::require(m.vocabulary.size() == m.model.vocab_size(),
-                    "{} holds {} tokens but the model has a vocabulary of {}", vocab.string(), m.vocabulary.size(),
-                    m.model.vocab_size());
+                    "{} holds {} tokens but the model has a vocabulary of {}", (dir / "vocab.txt").string(),
+                    m.vocabulary.size(), m.model.vocab_size());
   }
   return m;
 }
 
 void input_options::add_to(CLI::App& command) {
-  auto* t = command.add_option("--text", text, "the input as space-separated words of the model's vocabulary");
+  auto* t = command.add_option("--text", text,
+                               "the input text: space-separated words of vocab.txt, or any text for a BPE tokenizer");
   auto* k = command.add_option("--tokens", tokens, "the input as comma-separated token ids, e.g. 12,7,2");
   t->excludes(k);
   k->excludes(t);
@@ -90,11 +108,19 @@ std::vector<std::string_view> split_list(std::string_view text, char separator) 
 token_id resolve_token(const loaded_model& m, std::string_view what, std::string_view option) {
   if (m.has_vocabulary())
     if (const auto id = m.vocabulary.find(std::string(what))) return *id;
+  if (m.bpe && !what.empty()) {
+    if (const auto id = m.bpe->find(what)) return *id;  // the vocabulary's form, "ĠParis"
+    std::string text(what);
+    for (std::size_t p; (p = text.find("\u2423")) != std::string::npos;) text.replace(p, 3, " ");  // "␣Paris"
+    const auto ids = m.bpe->encode(text);
+    if (ids.size() == 1) return ids[0];
+  }
   long long value = 0;
   const auto [ptr, ec] = std::from_chars(what.data(), what.data() + what.size(), value);
   if (what.empty() || ec != std::errc() || ptr != what.data() + what.size())
-    detail::fail("{}: '{}' is neither a word of the vocabulary{} nor a token id", option, what,
-                 m.has_vocabulary() ? "" : " (the model has no vocab.txt)");
+    detail::fail("{}: '{}' is neither {} nor a token id", option, what,
+                 m.bpe ? std::string("one token of the BPE tokenizer")
+                       : fmt::format("a word of the vocabulary{}", m.has_vocabulary() ? "" : " (the model has no vocab.txt)"));
   if (value < 0 || static_cast<std::size_t>(value) >= m.model.vocab_size())
     detail::fail("{}: token id {} is out of range (the vocabulary has {} tokens)", option, value,
                  m.model.vocab_size());
@@ -156,12 +182,18 @@ token_sequence input_options::resolve(const loaded_model& m) const {
   token_sequence ids;
   if (!text.empty() || tokens.empty()) {
     if (text.find_first_not_of(" \t\n") == std::string::npos) detail::fail("the input is empty: pass --text or --tokens");
-    if (!m.has_vocabulary())
-      detail::fail("model {} has no vocab.txt, so --text cannot be read; pass --tokens", m.path.string());
-    for (const std::string_view word : io::split_words(text)) {
-      const auto id = m.vocabulary.find(word);
-      if (!id) detail::fail("unknown word '{}' (not in the vocabulary of {})", word, m.path.string());
-      ids.push_back(*id);
+    if (!m.has_tokenizer())
+      detail::fail("model {} has no tokenizer (vocab.txt, vocab.json + merges.txt or tokenizer.json), so --text "
+                   "cannot be read; pass --tokens",
+                   m.path.string());
+    if (m.bpe) {
+      ids = m.bpe->encode(text);
+    } else {
+      for (const std::string_view word : io::split_words(text)) {
+        const auto id = m.vocabulary.find(word);
+        if (!id) detail::fail("unknown word '{}' (not in the vocabulary of {})", word, m.path.string());
+        ids.push_back(*id);
+      }
     }
   } else {
     ids = parse_token_list(tokens);

@@ -5,9 +5,10 @@
 //   - a failure is one line on stderr, "glassbox: error: <what>", and exit status 1 (usage errors
 //     that CLI11 detects keep CLI11's message and exit with status 2);
 //   - --model M picks the model (a .safetensors file or a directory holding model.safetensors,
-//     with config.json or __metadata__, and optionally vocab.txt); without it the bundled model is
-//     used (see find_default_model);
-//   - the input is --text "words ..." (needs a vocabulary) or --tokens 1,2,3 (ids);
+//     with config.json or __metadata__, and optionally a tokenizer: vocab.txt, or GPT-2's BPE as
+//     vocab.json + merges.txt or tokenizer.json); without it the bundled model is used (see
+//     find_default_model);
+//   - the input is --text "..." (needs a tokenizer) or --tokens 1,2,3 (ids);
 //   - --json FILE / --html FILE write machine- and human-readable outputs ("-" = stdout for JSON).
 #pragma once
 
@@ -26,6 +27,7 @@
 #include "glassbox/core/progress.hpp"
 #include "glassbox/core/result.hpp"
 #include "glassbox/core/types.hpp"
+#include "glassbox/io/bpe_tokenizer.hpp"
 #include "glassbox/io/vocabulary.hpp"
 #include "glassbox/models/gpt2.hpp"
 #include "glassbox/report/json.hpp"
@@ -45,17 +47,31 @@ std::vector<std::filesystem::path> default_model_candidates();
 /// The first existing candidate of default_model_candidates(); glassbox::error listing them if none exists.
 std::filesystem::path find_default_model();
 
-/// A loaded model with its vocabulary (empty when the model has none) and where it came from.
+/// A loaded model with its tokenizer (a word vocabulary or GPT-2's BPE, or none) and where it came from.
 struct loaded_model {
   models::gpt2 model;
   io::vocabulary vocabulary;     ///< vocab.txt beside the weights; empty if there is none
   std::filesystem::path path;    ///< the directory or file it was loaded from
+  std::optional<io::bpe_tokenizer> bpe;  ///< GPT-2's BPE (vocab.json + merges.txt or tokenizer.json beside the weights)
   bool has_vocabulary() const { return !vocabulary.empty(); }
-  /// The text of each token: the vocabulary's word, or "#<id>" without a vocabulary.
+  /// Whether --text can be read: the model has a word vocabulary or a BPE tokenizer.
+  bool has_tokenizer() const { return has_vocabulary() || bpe.has_value(); }
+  /// The readable text of each token: the vocabulary's word; for BPE the decoded bytes with a space shown
+  /// as "␣" and a part of a multi-byte character as "<0xE2>" (io::readable_token); "#<id>" otherwise.
   std::vector<std::string> token_strings(token_span ids) const;
 };
 
-/// Loads `path` (or the bundled model when empty); the vocabulary must match the model's vocab_size.
+/// The tokenizer files beside a model (`path` a directory or a file in one): BPE when vocab.json + merges.txt
+/// or tokenizer.json are there, else vocab.txt, else neither; glassbox::error if a file is malformed.
+struct text_tokenizer {
+  io::vocabulary vocabulary;             ///< vocab.txt; empty if there is none (or BPE was found)
+  std::optional<io::bpe_tokenizer> bpe;  ///< GPT-2's BPE, if its files are there
+  /// Finds and loads the tokenizer files of the model directory `dir`.
+  static text_tokenizer beside(const std::filesystem::path& dir);
+};
+
+/// Loads `path` (or the bundled model when empty) with the tokenizer beside it (text_tokenizer::beside);
+/// the tokenizer must not hold ids beyond the model's vocab_size.
 loaded_model load_model(const std::string& path);
 
 /// The input options every explaining subcommand takes.
@@ -64,8 +80,8 @@ struct input_options {
   std::string tokens;  ///< --tokens, comma-separated ids
   /// Adds --text and --tokens (exactly one required) to `command`.
   void add_to(CLI::App& command);
-  /// The token ids of the input: --text through the vocabulary (every word must be known) or
-  /// --tokens checked against the vocabulary size; glassbox::error when empty or invalid.
+  /// The token ids of the input: --text through the BPE tokenizer, or through the word vocabulary (every
+  /// word must be known), or --tokens checked against the vocabulary size; glassbox::error when empty or invalid.
   token_sequence resolve(const loaded_model& m) const;
 };
 
@@ -75,7 +91,8 @@ token_sequence parse_token_list(const std::string& list);
 /// The items of a `separator`-separated list, each trimmed of spaces (an empty text gives one empty item).
 std::vector<std::string_view> split_list(std::string_view text, char separator = ',');
 
-/// A token named on the command line: a word of the vocabulary, or an id; glassbox::error naming `option`.
+/// A token named on the command line: a word of the vocabulary, a text that is one BPE token (" Paris",
+/// "␣Paris" or "ĠParis"), or an id; glassbox::error naming `option`.
 token_id resolve_token(const loaded_model& m, std::string_view what, std::string_view option);
 
 /// The progress bar of every subcommand: stage, bar, done/total, rate and time left, on stderr when it
@@ -109,5 +126,6 @@ runner add_heads_command(CLI::App& app);
 runner add_verify_command(CLI::App& app);
 runner add_methods_command(CLI::App& app);
 runner add_influence_command(CLI::App& app);
+runner add_tokenize_command(CLI::App& app);
 
 }  // namespace glassbox::cli

@@ -1,7 +1,7 @@
 // glassbox: explain transformer language models from the command line.
 //
 //   glassbox info | predict | generate-data | train | explain | attention | heads | activations | probe | tcav |
-//            lens | tuned-lens | steer | sae | verify | influence | evaluate | methods   (--help on each)
+//            lens | tuned-lens | steer | sae | verify | influence | evaluate | methods | tokenize   (--help on each)
 #include <exception>
 #include <iostream>
 #include <map>
@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
   add(glassbox::cli::add_influence_command);
   add(glassbox::cli::add_evaluate_command);
   add(glassbox::cli::add_methods_command);
+  add(glassbox::cli::add_tokenize_command);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "glassbox/io/activation_file.hpp"
+#include "glassbox/io/bpe_tokenizer.hpp"
 #include "glassbox/io/representation_files.hpp"
 #include "glassbox/io/sae_file.hpp"
 #include "glassbox/io/safetensors.hpp"
