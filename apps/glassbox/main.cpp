@@ -1,11 +1,13 @@
 // glassbox: explain transformer language models from the command line.
 //
 //   glassbox info | predict | generate-data | train | explain | attention | heads | activations | probe | tcav |
-//            lens | tuned-lens | steer | sae | verify | influence | evaluate | methods | tokenize   (--help on each)
+//            lens | tuned-lens | steer | sae | verify | influence | evaluate | methods | tokenize |
+//            patch | dla | neurons   (--help on each)
 #include <exception>
 #include <iostream>
 #include <map>
 
+#include "circuits_commands.hpp"
 #include "cli.hpp"
 #include "evaluate_command.hpp"
 #include "probing_commands.hpp"
@@ -44,6 +46,9 @@ int main(int argc, char** argv) {
   add(glassbox::cli::add_evaluate_command);
   add(glassbox::cli::add_methods_command);
   add(glassbox::cli::add_tokenize_command);
+  add(glassbox::cli::add_patch_command);
+  add(glassbox::cli::add_dla_command);
+  add(glassbox::cli::add_neurons_command);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
