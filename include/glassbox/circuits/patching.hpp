@@ -119,11 +119,6 @@ struct ablation_options {
 
 namespace detail {
 
-/// One sweep entry: its row and column, and the patch it applies.
-struct sweep_job {
-  std::size_t row = 0, column = 0;
-};
-
 /// The blocks a sweep covers.
 inline std::vector<std::size_t> sweep_layers(const component_layout& layout, const std::optional<std::size_t>& layer,
                                              std::string_view who) {
