@@ -247,6 +247,18 @@ xt::xtensor<double, 2> run_sweep(const M& /*model*/, std::size_t rows, std::size
   return values;
 }
 
+/// A result's description: method, level, metric, the blocks of its rows and its column axis.
+inline patching_result sweep_result(std::string method, patch_level level, const target& metric,
+                                    std::vector<std::size_t> layers) {
+  patching_result r;
+  r.method = std::move(method);
+  r.level = level;
+  r.metric = metric.describe();
+  r.layers = std::move(layers);
+  r.column_axis = sweep_axis(level);
+  return r;
+}
+
 /// restored = (values - corrupt) / (clean - corrupt); NaN where clean == corrupt.
 inline xt::xtensor<double, 2> restored_fraction(const xt::xtensor<double, 2>& values, double clean, double corrupt) {
   xt::xtensor<double, 2> r(values.shape());
@@ -289,12 +301,7 @@ patching_result activation_patching(const M& model, token_span clean, token_span
   const std::size_t columns = detail::sweep_columns(layout, options.level, T);
 
   const component_cache clean_cache = model.run_with_cache(clean);
-  patching_result r;
-  r.method = std::string(who);
-  r.level = options.level;
-  r.metric = metric.describe();
-  r.layers = layers;
-  r.column_axis = detail::sweep_axis(options.level);
+  patching_result r = detail::sweep_result(std::string(who), options.level, metric, layers);
   r.clean_value = detail::cache_value(clean_cache, metric);
   tensor3 corrupt_residual;
   if (options.level == patch_level::residual) {
@@ -341,12 +348,7 @@ patching_result attribution_patching(const M& model, token_span clean, token_spa
   const component_cache c = model.run_with_cache(clean);
   const component_gradient_result g = model.component_gradients(corrupt, output_seed(metric));
   const component_cache& k = g.cache;
-  patching_result r;
-  r.method = std::string(who);
-  r.level = options.level;
-  r.metric = metric.describe();
-  r.layers = layers;
-  r.column_axis = detail::sweep_axis(options.level);
+  patching_result r = detail::sweep_result(std::string(who), options.level, metric, layers);
   r.clean_value = detail::cache_value(c, metric);
   r.corrupt_value = g.value;
   r.values = xt::xtensor<double, 2>({layers.size(), columns});
@@ -436,12 +438,8 @@ patching_result path_patching(const M& model, token_span clean, token_span corru
   }
   const component_cache c = model.run_with_cache(clean);
   const component_cache k = model.run_with_cache(corrupt);
-  patching_result r;
-  r.method = std::string(who);
-  r.level = patch_level::head;
-  r.metric = metric.describe();
-  r.column_axis = "head";
-  for (std::size_t l = 0; l < layout.layers; ++l) r.layers.push_back(l);
+  patching_result r =
+      detail::sweep_result(std::string(who), patch_level::head, metric, detail::sweep_layers(layout, {}, who));
   r.clean_value = detail::cache_value(c, metric);
   r.corrupt_value = detail::cache_value(k, metric);
   std::size_t calls = 0;
@@ -498,12 +496,7 @@ patching_result component_ablation(const M& model, token_span tokens, const targ
 
   const component_cache own = model.run_with_cache(tokens);
   std::size_t calls = 1;
-  patching_result r;
-  r.method = method;
-  r.level = options.level;
-  r.metric = metric.describe();
-  r.layers = layers;
-  r.column_axis = detail::sweep_axis(options.level);
+  patching_result r = detail::sweep_result(method, options.level, metric, layers);
   r.clean_value = detail::cache_value(own, metric);
   r.corrupt_value = std::numeric_limits<double>::quiet_NaN();
 

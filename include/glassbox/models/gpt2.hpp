@@ -637,6 +637,10 @@ class basic_gpt2 {
                      const detail::gpt2_layer_buffers<Scalar>& b, Scalar* stream) const;
   /// Checks patches against the layout and a sequence of T tokens; throws shape_error naming `who`.
   void check_patches(std::span<const patch_type> patches, std::size_t T, std::string_view who) const;
+  /// Runs `tokens` in a single-sequence pass that keeps every activation (the last block on every row,
+  /// every row's logits) and fills `cache` from it; returns the pass, for a backward pass over `buffers`.
+  pass_type cached_forward(token_span tokens, component_cache_type& cache, detail::gpt2_workspace<Scalar>& ws,
+                           detail::gpt2_pass_buffers<Scalar>& buffers) const;
   /// Fills a cache from a single-sequence pass that kept every activation, ran its last block on every
   /// row and computed the logits of every row.
   void extract_components(const detail::gpt2_pass_buffers<Scalar>& buffers, token_span tokens,
@@ -1995,8 +1999,18 @@ void basic_gpt2<Scalar>::extract_components(const detail::gpt2_pass_buffers<Scal
 template <class Scalar>
 auto basic_gpt2<Scalar>::run_with_cache(token_span tokens) const -> component_cache_type {
   check_tokens(tokens, "run_with_cache");
-  const std::size_t T = tokens.size();
   component_cache_type cache;
+  auto ws = pool_->acquire();
+  detail::gpt2_pass_buffers<Scalar> buffers;
+  cached_forward(tokens, cache, *ws, buffers);
+  return cache;
+}
+
+template <class Scalar>
+auto basic_gpt2<Scalar>::cached_forward(token_span tokens, component_cache_type& cache,
+                                        detail::gpt2_workspace<Scalar>& ws,
+                                        detail::gpt2_pass_buffers<Scalar>& buffers) const -> pass_type {
+  const std::size_t T = tokens.size();
   cache.logits = matrix_type::from_shape({T, config_.vocab_size});
   cache.residual = tensor3_type::from_shape({config_.n_layer + 1, T, config_.n_embd});
   auto pass = make_pass(1, T);
@@ -2006,11 +2020,9 @@ auto basic_gpt2<Scalar>::run_with_cache(token_span tokens) const -> component_ca
   pass.out_rows = all_rows(T);
   pass.logits = cache.logits.data();
   pass.hidden = cache.residual.data();
-  auto ws = pool_->acquire();
-  detail::gpt2_pass_buffers<Scalar> buffers;
-  run_forward(*ws, buffers, pass);
+  run_forward(ws, buffers, pass);
   extract_components(buffers, tokens, cache);
-  return cache;
+  return pass;
 }
 
 template <class Scalar>
@@ -2040,20 +2052,10 @@ auto basic_gpt2<Scalar>::component_gradients(token_span tokens, const seed_type&
   const auto rows = seed.rows(T);
   check_rows(rows, T, "seed");
   component_gradient_type out;
-  auto& cache = out.cache;
-  cache.logits = matrix_type::from_shape({T, V});
-  cache.residual = tensor3_type::from_shape({L + 1, T, d});
-  auto pass = make_pass(1, T);
-  pass.tokens = tokens.data();
-  pass.keep = true;
-  pass.full_last_block = true;
-  pass.out_rows = all_rows(T);
-  pass.logits = cache.logits.data();
-  pass.hidden = cache.residual.data();
+  const auto& cache = out.cache;
   auto ws = pool_->acquire();
   detail::gpt2_pass_buffers<Scalar> buffers;
-  run_forward(*ws, buffers, pass);
-  extract_components(buffers, tokens, cache);
+  const pass_type pass = cached_forward(tokens, out.cache, *ws, buffers);
 
   // The seed reads its rows; every other row's logits get a zero derivative.
   auto row_logits = matrix_type::from_shape({rows.size(), V});
