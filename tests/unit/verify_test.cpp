@@ -4,6 +4,7 @@
 // (and, where the fault is confined to one member, by that check only).
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -448,7 +449,7 @@ namespace {
 // The reference GPT-2 through the rungs the component checks need (Model, ActivationModel,
 // InterventionModel, ComponentModel) with one fault chosen at run time, so that the kit is
 // instantiated for one more type only.
-enum class component_fault { none, half_neuron_gradient, dropped_attention_bias };
+enum class component_fault { none, half_neuron_gradient, dropped_attention_bias, nan_head_gradient };
 
 class component_gpt2 {
  public:
@@ -476,6 +477,7 @@ class component_gpt2 {
   glassbox::component_gradient_result component_gradients(token_span t, const glassbox::output_seed& s) const {
     auto g = m_.component_gradients(t, s);
     if (fault_ == component_fault::half_neuron_gradient) g.neurons *= 0.5f;
+    if (fault_ == component_fault::nan_head_gradient) g.attention(1, 0, 0) = std::numeric_limits<float>::quiet_NaN();
     return g;
   }
   glassbox::logit_directions unembedding_directions(std::span<const token_id> k) const {
@@ -505,6 +507,13 @@ TEST_CASE("broken component members are caught by the check that names the fault
     INFO(glassbox::to_string(report));
     CHECK(failures(report) == std::vector<std::string>{"component_gradients vs finite differences"});
     CHECK_THAT(detail_of(report, "component_gradients vs finite differences"), Catch::Matchers::Contains("neuron"));
+  }
+  SECTION("a NaN in the gradient of block 1's heads") {
+    const auto report = report_of(component_fault::nan_head_gradient);
+    INFO(glassbox::to_string(report));
+    CHECK(failures(report) == std::vector<std::string>{"component_gradients vs finite differences"});
+    CHECK_THAT(detail_of(report, "component_gradients vs finite differences"),
+               Catch::Matchers::Contains("the analytic directional derivative is not finite at head L1H1"));
   }
   SECTION("the attention output bias missing from the cache") {
     const auto report = report_of(component_fault::dropped_attention_bias);

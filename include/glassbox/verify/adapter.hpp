@@ -1464,7 +1464,7 @@ class checker {
           } else {  // a head's output or a neuron, shifted by an added patch from zero
             const bool head = kind == 1;
             const std::size_t index = head ? i % H : (7 * i) % f;
-            const matrix zero = matrix::from_shape({T, head ? d : 1}) * S(0);
+            const matrix zero = xt::zeros<S>({T, head ? d : std::size_t{1}});
             matrix grad = zero, scale = zero;
             for (std::size_t t = 0; t < T; ++t)
               for (std::size_t j = 0; j < grad.shape(1); ++j) {

@@ -302,6 +302,12 @@ struct directional_summary {
         where = s.where;
       }
     }
+    for (const auto& s : samples) {
+      if (std::isfinite(s.analytic) && std::isfinite(s.numeric) && std::isfinite(s.uncertainty)) continue;
+      const char* side = !std::isfinite(s.analytic) ? "analytic" : "finite-difference";
+      return fmt::format("the {} directional derivative is not finite{}: analytic {}, numeric {}, uncertainty {}", side,
+                         s.where.empty() ? "" : fmt::format(" at {}", s.where), s.analytic, s.numeric, s.uncertainty);
+    }
     const std::string at = where.empty() ? "" : fmt::format(" (worst at {})", where);
     if (all_noise)
       return "the finite differences are at the rounding noise: the scalar hardly changes along the directions";
