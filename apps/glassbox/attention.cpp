@@ -232,7 +232,8 @@ runner add_attention_command(CLI::App& app) {
       report::attention_view_options view;
       view.layer = o.selection.layer;
       view.head = o.selection.head;
-      write_text(s->html, report::attention_html(o.raw, o.relevance ? &*o.relevance : nullptr, words, view));
+      write_text(s->html, report::attention_html(o.raw, o.relevance ? &*o.relevance : nullptr,
+                                                 m.token_strings(ids, token_style::html), view));
     }
   };
 }

@@ -45,12 +45,18 @@ data_line parse_line(const std::string& text, const loaded_model& m) {
     }
   } else if (j.contains("text")) {
     if (!j["text"].is_string()) throw error("\"text\" must be a string");
-    if (!m.has_vocabulary()) throw error("\"text\" needs a vocabulary, and the model has no vocab.txt; give token_ids");
-    const std::string words = j["text"].get<std::string>();  // split_words returns views into it
-    for (const std::string_view word : io::split_words(words)) {
-      const auto id = m.vocabulary.find(word);
-      if (!id) throw error(fmt::format("unknown word '{}'", word));
-      d.tokens.push_back(*id);
+    if (m.bpe) {
+      d.tokens = m.bpe->encode(j["text"].get<std::string>());
+    } else {
+      if (!m.has_vocabulary())
+        throw error("\"text\" needs a tokenizer (vocab.txt, vocab.json + merges.txt or tokenizer.json beside the "
+                    "model); give token_ids");
+      const std::string words = j["text"].get<std::string>();  // split_words returns views into it
+      for (const std::string_view word : io::split_words(words)) {
+        const auto id = m.vocabulary.find(word);
+        if (!id) throw error(fmt::format("unknown word '{}'", word));
+        d.tokens.push_back(*id);
+      }
     }
   } else {
     throw error("must have \"text\" or \"token_ids\"");

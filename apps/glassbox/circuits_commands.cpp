@@ -324,12 +324,12 @@ std::string patch_text(const patch_run& run, const metric_spec& metric, const lo
 std::string patch_html(const patch_run& run, const metric_spec& metric, const loaded_model& m, token_span clean,
                        token_span corrupt) {
   const auto& r = run.result;
-  const auto axes = axes_of(r, m.token_strings(clean));
+  const auto axes = axes_of(r, m.token_strings(clean, token_style::html));
   std::string body = fmt::format("<h1>{} ({})</h1>\n<div class=\"meta\">", report::html_escape(r.method),
                                  report::html_escape(std::string(to_string(r.level))));
   body += meta(fmt::format("metric {} ({})", metric.spec, r.metric));
-  body += meta(fmt::format("clean \"{}\": {:+.4f}", fmt::join(m.token_strings(clean), " "), r.clean_value));
-  body += meta(fmt::format("corrupt \"{}\": {:+.4f}", fmt::join(m.token_strings(corrupt), " "), r.corrupt_value));
+  body += meta(fmt::format("clean \"{}\": {:+.4f}", fmt::join(m.token_strings(clean, token_style::html), " "), r.clean_value));
+  body += meta(fmt::format("corrupt \"{}\": {:+.4f}", fmt::join(m.token_strings(corrupt, token_style::html), " "), r.corrupt_value));
   body += meta(fmt::format("{} model calls", r.model_calls));
   body += "</div>\n";
   const auto section = [&](const patching_result& x, const std::string& title) {
@@ -565,7 +565,7 @@ std::string svg_bars(const std::vector<std::pair<std::string, double>>& items) {
 }
 
 std::string dla_html(const dla_result& r, const loaded_model& m, token_span tokens, std::size_t top_neurons) {
-  const auto words = m.token_strings(tokens);
+  const auto words = m.token_strings(tokens, token_style::html);
   std::string body = fmt::format("<h1>Direct logit attribution: {}</h1>\n<div class=\"meta\">",
                                  report::html_escape(dla_value_name(r, m)));
   body += meta(fmt::format("input \"{}\"", fmt::join(words, " ")));
@@ -874,7 +874,8 @@ std::string neurons_html(const neurons_report& r, const property_data& data, con
     body += "<td class=\"ctx\">";
     for (const auto& t : e.examples)
       body += fmt::format("{:.3f} &nbsp;{}<br>", t.activation,
-                          context_of(m.token_strings(data.inputs[t.sequence]), t.position, around, true));
+                          context_of(m.token_strings(data.inputs[t.sequence], token_style::html), t.position,
+                                     around, true));
     body += "</td></tr>\n";
   }
   body += "</table>\n";

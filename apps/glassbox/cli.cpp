@@ -40,12 +40,13 @@ fs::path find_default_model() {
   detail::fail("the bundled model was not found (looked in {}); pass --model", tried);
 }
 
-std::vector<std::string> loaded_model::token_strings(token_span ids) const {
+std::vector<std::string> loaded_model::token_strings(token_span ids, token_style style) const {
   std::vector<std::string> out;
   out.reserve(ids.size());
+  const std::string_view space = style == token_style::html ? "\u00A0" : "\u2423";
   for (const token_id id : ids)
     if (bpe && bpe->contains(id))
-      out.push_back(io::readable_token(bpe->token_bytes(id)));
+      out.push_back(io::readable_token(bpe->token_bytes(id), space));
     else
       out.push_back(has_vocabulary() && id >= 0 && static_cast<std::size_t>(id) < vocabulary.size()
                         ? vocabulary.token(id)

@@ -47,6 +47,9 @@ std::vector<std::filesystem::path> default_model_candidates();
 /// The first existing candidate of default_model_candidates(); glassbox::error listing them if none exists.
 std::filesystem::path find_default_model();
 
+/// Where token strings are shown: a terminal or JSON (a BPE space as "␣"), or an HTML page (as a space).
+enum class token_style { terminal, html };
+
 /// A loaded model with its tokenizer (a word vocabulary or GPT-2's BPE, or none) and where it came from.
 struct loaded_model {
   models::gpt2 model;
@@ -57,8 +60,9 @@ struct loaded_model {
   /// Whether --text can be read: the model has a word vocabulary or a BPE tokenizer.
   bool has_tokenizer() const { return has_vocabulary() || bpe.has_value(); }
   /// The readable text of each token: the vocabulary's word; for BPE the decoded bytes with a space shown
-  /// as "␣" and a part of a multi-byte character as "<0xE2>" (io::readable_token); "#<id>" otherwise.
-  std::vector<std::string> token_strings(token_span ids) const;
+  /// as "␣" (terminal and JSON) or as a no-break space (HTML, where a plain space would collapse) and a part
+  /// of a multi-byte character as "<0xE2>" (io::readable_token); "#<id>" otherwise.
+  std::vector<std::string> token_strings(token_span ids, token_style style = token_style::terminal) const;
 };
 
 /// The tokenizer files beside a model (`path` a directory or a file in one): BPE when vocab.json + merges.txt

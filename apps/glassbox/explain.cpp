@@ -196,6 +196,7 @@ std::string colored(std::string_view text, double score, double scale, bool colo
 struct explained_input {
   token_sequence ids;
   std::vector<std::string> words;
+  std::vector<std::string> html_words;  // the same tokens as an HTML page shows them
   resolved_target target;
   std::optional<datasets::review_analysis> truth;
   struct row {
@@ -213,6 +214,7 @@ explained_input explain_input(const explain_state& s, const loaded_model& m, tok
   explained_input x;
   x.ids = std::move(ids);
   x.words = m.token_strings(x.ids);
+  x.html_words = m.token_strings(x.ids, token_style::html);
   x.target = make_target(s, m, x.ids, line_target);
   x.truth = review_truth(m, x.ids, x.target.row);
   for (const auto* method : methods) {
@@ -316,12 +318,12 @@ std::string input_html(const explained_input& x) {
   std::string body =
       fmt::format(
           "<div class=\"meta\"><span>input: {}</span></div>\n<div class=\"meta\"><span>target: {}</span></div>\n",
-          report::html_escape(joined(x.words)), report::html_escape(x.target.description)) +
-      truth_html(x.truth, x.rows.size() == 1 ? &x.rows[0].result->scores : nullptr, x.words);
+          report::html_escape(joined(x.html_words)), report::html_escape(x.target.description)) +
+      truth_html(x.truth, x.rows.size() == 1 ? &x.rows[0].result->scores : nullptr, x.html_words);
   for (const auto& r : x.rows) {
     if (r.result) {
-      body += report::attribution_fragment(*r.result, x.words);
-      if (x.rows.size() > 1) body += truth_html(x.truth, &r.result->scores, x.words);
+      body += report::attribution_fragment(*r.result, x.html_words);
+      if (x.rows.size() > 1) body += truth_html(x.truth, &r.result->scores, x.html_words);
     } else {
       body += fmt::format("<h1>{}</h1><div class=\"meta\">not run: {}</div>\n", report::html_escape(r.method),
                           report::html_escape(r.failure));
@@ -452,11 +454,14 @@ void run_generation(const attribution_method& method, const option_values& given
   }
   if (!s.json.empty()) write_json(s.json, report::to_json(r, words));
   if (!s.html.empty()) {
+    const auto html_words = m.token_strings(r.token_ids, token_style::html);
+    const auto split = html_words.begin() + static_cast<std::ptrdiff_t>(r.prompt_length);
     const std::string intro = fmt::format(
         "<div class=\"meta\"><span>prompt: {}</span><span>generated: {}</span><span>target: {}</span></div>\n",
-        report::html_escape(joined(prompt_words)), report::html_escape(joined(gen_words)),
+        report::html_escape(joined(std::vector<std::string>(html_words.begin(), split))),
+        report::html_escape(joined(std::vector<std::string>(split, html_words.end()))),
         report::html_escape(target_text));
-    write_text(s.html, generation_html(r, words, intro));
+    write_text(s.html, generation_html(r, html_words, intro));
   }
 }
 

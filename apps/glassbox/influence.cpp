@@ -220,7 +220,7 @@ std::string entries_html(std::string_view title, const std::vector<influence_ent
 struct output_context {
   const loaded_model& model;
   const example_set& train;
-  std::vector<std::vector<std::string>> words;  // per training example
+  std::vector<std::vector<std::string>> words;  // per training example, as the HTML page shows them
 };
 
 void write_pairwise(const influence_state& s, const output_context& c, const query_set& q, const influence_result& r,
@@ -359,7 +359,7 @@ void run_score(const influence_state& s, const mpi_session& mpi, bool self) {
   const example_set train = read_examples(s.data, m, "--data");
   const query_set q = self ? query_set{} : read_queries(s, m);
   output_context out{m, train, {}};
-  for (const auto& e : train.examples) out.words.push_back(m.token_strings(e.tokens));
+  for (const auto& e : train.examples) out.words.push_back(m.token_strings(e.tokens, token_style::html));
   const option_values given = (self ? s.self_flags : s.score_flags).given();
   const execution_options exec = execution(s, mpi);
 

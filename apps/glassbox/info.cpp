@@ -32,6 +32,8 @@ runner add_info_command(CLI::App& app) {
     j["pad_token_id"] = c.pad_token_id ? report::json(*c.pad_token_id) : report::json(nullptr);
     j["parameters"] = parameters;
     j["vocabulary"] = m.has_vocabulary() ? report::json((m.path / "vocab.txt").string()) : report::json(nullptr);
+    j["tokenizer"] = m.bpe ? report::json("bpe") : m.has_vocabulary() ? report::json("words") : report::json(nullptr);
+    if (m.bpe) j["bpe"] = {{"tokens", m.bpe->size()}, {"merges", m.bpe->merge_count()}};
     const build_configuration build = compiled_configuration();
     const simd_level cpu = cpu_simd_level();
     report::json b;
@@ -47,7 +49,9 @@ runner add_info_command(CLI::App& app) {
                  c.n_head, c.n_embd, c.inner(), c.n_positions);
       fmt::print("parameters   {} ({:.2f} M)\n", parameters, static_cast<double>(parameters) / 1e6);
       fmt::print("vocabulary   {} tokens{}\n", c.vocab_size,
-                 m.has_vocabulary() ? "" : " (no vocab.txt: use --tokens for input)");
+                 m.bpe ? fmt::format(" (GPT-2 byte-level BPE: {} tokens, {} merges)", m.bpe->size(), m.bpe->merge_count())
+                 : m.has_vocabulary() ? std::string()
+                                      : std::string(" (no tokenizer files: use --tokens for input)"));
       fmt::print("layer norm   eps {}\n", c.layer_norm_epsilon);
       fmt::print("head         {}\n", c.tie_word_embeddings ? "tied to the token embeddings" : "untied lm_head");
       if (c.pad_token_id)

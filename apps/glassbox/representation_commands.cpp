@@ -77,13 +77,13 @@ json lens_json(const lens_result& r, const loaded_model& m) {
 }
 
 std::string lens_html(const lens_result& r, const loaded_model& m) {
-  const auto words = m.token_strings(r.token_ids);
+  const auto words = m.token_strings(r.token_ids, token_style::html);
   std::string body = fmt::format("<h1>{}</h1>\n<p class=\"meta\">rows: hidden-state index (0 = embeddings); columns: "
                                  "positions; each cell: the lens' most probable next token",
                                  r.method == "tuned_lens" ? "Tuned lens" : "Logit lens");
   if (r.target)
     body += fmt::format("; colour: the probability of <b>{}</b>",
-                        report::html_escape(m.token_strings(std::vector<token_id>{*r.target})[0]));
+                        report::html_escape(m.token_strings(std::vector<token_id>{*r.target}, token_style::html)[0]));
   else
     body += "; colour: the top token's probability";
   body += "</p>\n<table class=\"lens\"><tr><th>layer</th>";
@@ -94,7 +94,7 @@ std::string lens_html(const lens_result& r, const loaded_model& m) {
     for (const auto& c : it->positions) {
       const double p = r.target ? c.target_p : c.top_p.front();
       const auto color = report::sequential_color(p);
-      const auto top = m.token_strings(std::vector<token_id>{c.top_ids.front()})[0];
+      const auto top = m.token_strings(std::vector<token_id>{c.top_ids.front()}, token_style::html)[0];
       std::string title = fmt::format("top: {} ({:.3f})", top, c.top_p.front());
       if (r.target) title += fmt::format("; target p = {:.4f}, rank {}", c.target_p, c.target_rank);
       title += fmt::format("; KL to final {:.3f} nats", c.kl_to_final);

@@ -233,9 +233,10 @@ struct inspect_state {
 };
 
 /// A context: up to 6 tokens before the position, the position's token in brackets.
-std::string context_text(const loaded_model& m, const token_sequence& t, std::size_t p) {
+std::string context_text(const loaded_model& m, const token_sequence& t, std::size_t p,
+                         token_style style = token_style::terminal) {
   const std::size_t from = p >= 6 ? p - 6 : 0;
-  const auto words = m.token_strings(token_span(t).subspan(from, p - from + 1));
+  const auto words = m.token_strings(token_span(t).subspan(from, p - from + 1), style);
   std::string out = from > 0 ? "... " : "";
   for (std::size_t i = 0; i < words.size(); ++i)
     out += (i ? " " : "") + (i + 1 == words.size() ? "[" + words[i] + "]" : words[i]);
@@ -330,21 +331,25 @@ void run_inspect(const inspect_state& s) {
     }
     say(fmt::format("{}\n", line));
     json top = json::array(), bottom = json::array();
-    std::string promoted, suppressed;
+    std::string promoted, suppressed, promoted_html, suppressed_html;
     for (const auto& t : effects[i].top) {
       const std::string w = m.token_strings(token_span(&t.token, 1)).front();
       top.push_back({{"id", t.token}, {"token", w}, {"logit", t.logit}});
       promoted += fmt::format("{}{} {:+.2f}", promoted.empty() ? "" : ", ", w, t.logit);
+      promoted_html += fmt::format("{}{} {:+.2f}", promoted_html.empty() ? "" : ", ",
+                                   m.token_strings(token_span(&t.token, 1), token_style::html).front(), t.logit);
     }
     for (const auto& t : effects[i].bottom) {
       const std::string w = m.token_strings(token_span(&t.token, 1)).front();
       bottom.push_back({{"id", t.token}, {"token", w}, {"logit", t.logit}});
       suppressed += fmt::format("{}{} {:+.2f}", suppressed.empty() ? "" : ", ", w, t.logit);
+      suppressed_html += fmt::format("{}{} {:+.2f}", suppressed_html.empty() ? "" : ", ",
+                                     m.token_strings(token_span(&t.token, 1), token_style::html).front(), t.logit);
     }
     f["logits"] = {{"top", top}, {"bottom", bottom}};
     say(fmt::format("  promotes:   {}\n  suppresses: {}\n", promoted, suppressed));
-    html += fmt::format("<p>promotes: {}<br>suppresses: {}</p>\n", report::html_escape(promoted),
-                        report::html_escape(suppressed));
+    html += fmt::format("<p>promotes: {}<br>suppresses: {}</p>\n", report::html_escape(promoted_html),
+                        report::html_escape(suppressed_html));
     if (rows) {
       json ctx = json::array();
       html += "<table>\n<tr><th>activation</th><th>context</th></tr>\n";
@@ -353,7 +358,8 @@ void run_inspect(const inspect_state& s) {
         ctx.push_back({{"sequence", c.sequence}, {"position", c.position}, {"activation", c.activation},
                        {"context", text}});
         say(fmt::format("  {:>8.3f}  {}\n", c.activation, text));
-        html += fmt::format("<tr><td>{:.3f}</td><td>{}</td></tr>\n", c.activation, report::html_escape(text));
+        html += fmt::format("<tr><td>{:.3f}</td><td>{}</td></tr>\n", c.activation,
+                            report::html_escape(context_text(m, rows->inputs[c.sequence], c.position, token_style::html)));
       }
       html += "</table>\n";
       f["top_contexts"] = std::move(ctx);
