@@ -452,8 +452,8 @@ std::vector<neuron_share> top_neuron_shares(const dla_result& r, std::size_t k) 
   return all;
 }
 
-std::string dla_value_name(const dla_result& r, const loaded_model& m) {
-  const auto name = [&](token_id id) { return m.token_strings(std::vector<token_id>{id})[0]; };
+std::string dla_value_name(const dla_result& r, const loaded_model& m, token_style style = token_style::terminal) {
+  const auto name = [&](token_id id) { return m.token_strings(std::vector<token_id>{id}, style)[0]; };
   return r.contrast ? fmt::format("logit({}) - logit({})", name(r.token), name(*r.contrast))
                     : fmt::format("logit({})", name(r.token));
 }
@@ -567,7 +567,7 @@ std::string svg_bars(const std::vector<std::pair<std::string, double>>& items) {
 std::string dla_html(const dla_result& r, const loaded_model& m, token_span tokens, std::size_t top_neurons) {
   const auto words = m.token_strings(tokens, token_style::html);
   std::string body = fmt::format("<h1>Direct logit attribution: {}</h1>\n<div class=\"meta\">",
-                                 report::html_escape(dla_value_name(r, m)));
+                                 report::html_escape(dla_value_name(r, m, token_style::html)));
   body += meta(fmt::format("input \"{}\"", fmt::join(words, " ")));
   body += meta(fmt::format("position {} ({})", r.position, words[r.position]));
   body += meta(fmt::format("total {:+.4f}; the model's value {:+.4f}", r.total, r.logit_diff));

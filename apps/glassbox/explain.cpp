@@ -98,7 +98,8 @@ option_values options_for(const attribution_method& m, const option_values& give
 
 struct resolved_target {
   target t = target::logit(0);
-  std::string description;  // in words, for the terminal and HTML
+  std::string description;       // in words, for the terminal and JSON
+  std::string html_description;  // the same with tokens as an HTML page shows them
   std::size_t row = 0;      // the output row it reads
 };
 
@@ -134,7 +135,6 @@ resolved_target make_target(const explain_state& s, const loaded_model& m, token
   if (s.given("--target") && s.given("--target-id")) detail::fail("--target and --target-id exclude each other");
   if (s.given("--contrast") && s.given("--contrast-id"))
     detail::fail("--contrast and --contrast-id exclude each other");
-  const auto words = m.token_strings(ids);
   token_id token = 0;
   std::string why;
   if (line_target) {
@@ -151,26 +151,33 @@ resolved_target make_target(const explain_state& s, const loaded_model& m, token
     why = ", the model's top prediction";
   }
   const target_kind kind = parse_kind(s.target_kind);
-  auto quoted = [&](token_id id) {
-    return fmt::format("'{}' (id {})", m.token_strings(std::vector<token_id>{id})[0], id);
+  auto quoted = [&](token_id id, token_style style = token_style::terminal) {
+    return fmt::format("'{}' (id {})", m.token_strings(std::vector<token_id>{id}, style)[0], id);
   };
-  const std::string where = fmt::format("after position {} '{}'", row, words[row]);
   const double p = softmax_probability(logits, row, token);
+  std::optional<token_id> foil;
+  if (s.given("--contrast") || s.given("--contrast-id")) {
+    foil = s.given("--contrast") ? resolve_token(m, s.contrast_words, "--contrast")
+                                 : checked_id(m, s.contrast_id, "--contrast-id");
+    if (*foil == token) detail::fail("--contrast: the foil must differ from the target token {}", quoted(token));
+  }
+  // The sentence, with its tokens as the terminal or an HTML page shows them.
+  auto describe = [&](token_style style) {
+    const std::string where =
+        fmt::format("after position {} '{}'", row, m.token_strings(std::vector<token_id>{ids[row]}, style)[0]);
+    if (foil)
+      return fmt::format("{} of {} minus {} {} (p = {:.4f} vs {:.4f}){}", to_string(kind), quoted(token, style),
+                         quoted(*foil, style), where, p, softmax_probability(logits, row, *foil), why);
+    return fmt::format("{} of {} {} (p = {:.4f}){}", to_string(kind), quoted(token, style), where, p, why);
+  };
   resolved_target r;
   r.row = row;
-  if (s.given("--contrast") || s.given("--contrast-id")) {
-    const token_id foil = s.given("--contrast") ? resolve_token(m, s.contrast_words, "--contrast")
-                                                : checked_id(m, s.contrast_id, "--contrast-id");
-    if (foil == token) detail::fail("--contrast: the foil must differ from the target token {}", quoted(token));
-    r.t = target::contrast(token, foil, kind, s.position);
-    r.description = fmt::format("{} of {} minus {} {} (p = {:.4f} vs {:.4f}){}", to_string(kind), quoted(token),
-                                quoted(foil), where, p, softmax_probability(logits, row, foil), why);
-    return r;
-  }
-  r.t = kind == target_kind::logit         ? target::logit(token, s.position)
+  r.description = describe(token_style::terminal);
+  r.html_description = describe(token_style::html);
+  r.t = foil                               ? target::contrast(token, *foil, kind, s.position)
+        : kind == target_kind::logit       ? target::logit(token, s.position)
         : kind == target_kind::probability ? target::probability(token, s.position)
                                            : target::log_probability(token, s.position);
-  r.description = fmt::format("{} of {} {} (p = {:.4f}){}", to_string(kind), quoted(token), where, p, why);
   return r;
 }
 
@@ -318,7 +325,7 @@ std::string input_html(const explained_input& x) {
   std::string body =
       fmt::format(
           "<div class=\"meta\"><span>input: {}</span></div>\n<div class=\"meta\"><span>target: {}</span></div>\n",
-          report::html_escape(joined(x.html_words)), report::html_escape(x.target.description)) +
+          report::html_escape(joined(x.html_words)), report::html_escape(x.target.html_description)) +
       truth_html(x.truth, x.rows.size() == 1 ? &x.rows[0].result->scores : nullptr, x.html_words);
   for (const auto& r : x.rows) {
     if (r.result) {
