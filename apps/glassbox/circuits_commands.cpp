@@ -303,7 +303,8 @@ std::string patch_text(const patch_run& run, const metric_spec& metric, const lo
                        token_span corrupt, std::size_t top) {
   const auto& r = run.result;
   const auto axes = axes_of(r, m.token_strings(clean));
-  std::string out = fmt::format("{} | level {} | metric {} ({})\n", r.method, to_string(r.level), metric.spec, r.metric);
+  std::string out =
+      fmt::format("{} | level {} | metric {} ({})\n", r.method, to_string(r.level), metric.spec, r.metric);
   out += fmt::format("clean   {:<40} metric {:+.4f}\ncorrupt {:<40} metric {:+.4f}\n",
                      fmt::format("\"{}\"", fmt::join(m.token_strings(clean), " ")), r.clean_value,
                      fmt::format("\"{}\"", fmt::join(m.token_strings(corrupt), " ")), r.corrupt_value);
@@ -328,8 +329,10 @@ std::string patch_html(const patch_run& run, const metric_spec& metric, const lo
   std::string body = fmt::format("<h1>{} ({})</h1>\n<div class=\"meta\">", report::html_escape(r.method),
                                  report::html_escape(std::string(to_string(r.level))));
   body += meta(fmt::format("metric {} ({})", metric.spec, r.metric));
-  body += meta(fmt::format("clean \"{}\": {:+.4f}", fmt::join(m.token_strings(clean, token_style::html), " "), r.clean_value));
-  body += meta(fmt::format("corrupt \"{}\": {:+.4f}", fmt::join(m.token_strings(corrupt, token_style::html), " "), r.corrupt_value));
+  body += meta(
+      fmt::format("clean \"{}\": {:+.4f}", fmt::join(m.token_strings(clean, token_style::html), " "), r.clean_value));
+  body += meta(fmt::format("corrupt \"{}\": {:+.4f}", fmt::join(m.token_strings(corrupt, token_style::html), " "),
+                           r.corrupt_value));
   body += meta(fmt::format("{} model calls", r.model_calls));
   body += "</div>\n";
   const auto section = [&](const patching_result& x, const std::string& title) {
@@ -380,7 +383,9 @@ runner add_patch_command(CLI::App& app) {
   s->layer_option = cmd->add_option("--layer", s->layer, "sweep this block only (default: every block)");
   cmd->add_flag("--compare", s->compare,
                 "also run the other kind and report the agreement (Pearson r, largest difference)");
-  cmd->add_option("--top", s->top, "--level neuron: entries printed")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--top", s->top, "--level neuron: entries printed")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--threads", s->threads, "the thread budget: cores kept busy in all (0 = all cores)")
       ->capture_default_str();
   cmd->add_option("--json", s->json, "write a glassbox.patching document to this file ('-' = stdout)");
@@ -490,9 +495,10 @@ json dla_json(const dla_result& r, const loaded_model& m, token_span tokens, std
 
 /// A bar of `width` characters each side of a centre line: '#' to the right for positive values.
 std::string text_bar(double v, double scale, std::size_t width) {
-  const auto n = scale > 0 && std::isfinite(v)
-                     ? static_cast<std::size_t>(std::lround(std::min(1.0, std::abs(v) / scale) * static_cast<double>(width)))
-                     : 0;
+  const auto n =
+      scale > 0 && std::isfinite(v)
+          ? static_cast<std::size_t>(std::lround(std::min(1.0, std::abs(v) / scale) * static_cast<double>(width)))
+          : 0;
   const std::string left = v < 0 ? std::string(width - n, ' ') + std::string(n, '#') : std::string(width, ' ');
   std::string bar = left;
   bar.append("|").append(v > 0 ? std::string(n, '#') : std::string());
@@ -502,8 +508,9 @@ std::string text_bar(double v, double scale, std::size_t width) {
 std::string dla_text(const dla_result& r, const loaded_model& m, token_span tokens, std::size_t top_neurons,
                      bool sorted) {
   const auto words = m.token_strings(tokens);
-  std::string out = fmt::format("direct logit attribution of {} at position {} ({}) | final norm scale {:.4f} (frozen)\n",
-                                dla_value_name(r, m), r.position, words[r.position], r.final_scale);
+  std::string out =
+      fmt::format("direct logit attribution of {} at position {} ({}) | final norm scale {:.4f} (frozen)\n",
+                  dla_value_name(r, m), r.position, words[r.position], r.final_scale);
   std::vector<const dla_component*> order;
   for (const auto& c : r.components) order.push_back(&c);
   if (sorted)
@@ -516,7 +523,8 @@ std::string dla_text(const dla_result& r, const loaded_model& m, token_span toke
   for (const auto& c : r.components) width = std::max(width, c.name.size());
   out += fmt::format("{:<{}}  {:>10}\n", "component", width, "share");
   for (const auto* c : order)
-    out += fmt::format("{:<{}}  {:>+10.4f}  {}\n", c->name, width, c->contribution, text_bar(c->contribution, scale, 20));
+    out +=
+        fmt::format("{:<{}}  {:>+10.4f}  {}\n", c->name, width, c->contribution, text_bar(c->contribution, scale, 20));
   out += fmt::format("total {:+.4f} (sum of the shares); the model's {}: {:+.4f} (difference {:.2e})\n", r.total,
                      r.contrast ? "logit difference" : "logit", r.logit_diff, r.total - r.logit_diff);
   if (top_neurons > 0) {
@@ -616,8 +624,8 @@ runner add_dla_command(CLI::App& app) {
   cmd->add_flag("--sort", s->sort, "print the components by |share| instead of in forward order");
   cmd->add_option("--json", s->json, "write a glassbox.dla document to this file ('-' = stdout)");
   cmd->add_option("--html", s->html, "write a bar chart (self-contained HTML) to this file");
-  auto* data = cmd->add_option("--data", s->data,
-                               "decompose every line of this JSON-lines file (docs/cli.md, \"Data files\"); needs --out");
+  auto* data = cmd->add_option(
+      "--data", s->data, "decompose every line of this JSON-lines file (docs/cli.md, \"Data files\"); needs --out");
   auto* out = cmd->add_option("--out", s->out, "with --data: write one glassbox.dla line per input here");
   cmd->add_flag("--resume", s->resume, "with --data: keep the complete lines of --out and go on after them");
   data->needs(out);

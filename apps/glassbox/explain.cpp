@@ -100,7 +100,7 @@ struct resolved_target {
   target t = target::logit(0);
   std::string description;       // in words, for the terminal and JSON
   std::string html_description;  // the same with tokens as an HTML page shows them
-  std::size_t row = 0;      // the output row it reads
+  std::size_t row = 0;           // the output row it reads
 };
 
 target_kind parse_kind(const std::string& value) {
@@ -441,7 +441,9 @@ void run_generation(const attribution_method& method, const option_values& given
                    g.foils.size());
   }
   const execution_options exec = execution(s);
-  auto run = [&](token_span prefix, const target& t) { return method.run(attribution_call{m, prefix, t, exec}, given); };
+  auto run = [&](token_span prefix, const target& t) {
+    return method.run(attribution_call{m, prefix, t, exec}, given);
+  };
   const sequence_attribution_result r =
       s.given("--generate") ? attribute_generation(m.model, token_span(prompt), s.generate, run, g)
                             : attribute_generation(m.model, token_span(prompt), token_span(continuation), run, g);
@@ -500,7 +502,8 @@ void run_data(const explain_state& s, const loaded_model& m, const std::vector<c
       [&](std::size_t, const explained_input& x) {
         out.append(input_json(x).dump());
         for (std::size_t k = 0; k < x.rows.size(); ++k)
-          if (x.rows[k].result) summaries[k].add(x.rows[k].result->scores, x.truth, x.rows[k].result->model_evaluations);
+          if (x.rows[k].result)
+            summaries[k].add(x.rows[k].result->scores, x.truth, x.rows[k].result->model_evaluations);
       },
       exec);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -49,13 +49,15 @@ runner add_info_command(CLI::App& app) {
                  c.n_head, c.n_embd, c.inner(), c.n_positions);
       fmt::print("parameters   {} ({:.2f} M)\n", parameters, static_cast<double>(parameters) / 1e6);
       fmt::print("vocabulary   {} tokens{}\n", c.vocab_size,
-                 m.bpe ? fmt::format(" (GPT-2 byte-level BPE: {} tokens, {} merges)", m.bpe->size(), m.bpe->merge_count())
+                 m.bpe
+                     ? fmt::format(" (GPT-2 byte-level BPE: {} tokens, {} merges)", m.bpe->size(), m.bpe->merge_count())
                  : m.has_vocabulary() ? std::string()
                                       : std::string(" (no tokenizer files: use --tokens for input)"));
       fmt::print("layer norm   eps {}\n", c.layer_norm_epsilon);
       fmt::print("head         {}\n", c.tie_word_embeddings ? "tied to the token embeddings" : "untied lm_head");
       if (c.pad_token_id)
-        fmt::print("pad token    {} ({})\n", *c.pad_token_id, m.token_strings(std::vector<token_id>{*c.pad_token_id})[0]);
+        fmt::print("pad token    {} ({})\n", *c.pad_token_id,
+                   m.token_strings(std::vector<token_id>{*c.pad_token_id})[0]);
       fmt::print("build        {} (Eigen: {}), OpenMP {}, matrix products by {}\n", to_string(build.simd),
                  build.eigen_simd, build.openmp ? "on" : "off", build.blas ? "the BLAS (OpenBLAS)" : "Eigen");
       fmt::print("this CPU     {}, {} hardware threads\n", to_string(cpu), resolve_threads(0));

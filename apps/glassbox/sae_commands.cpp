@@ -358,8 +358,9 @@ void run_inspect(const inspect_state& s) {
         ctx.push_back({{"sequence", c.sequence}, {"position", c.position}, {"activation", c.activation},
                        {"context", text}});
         say(fmt::format("  {:>8.3f}  {}\n", c.activation, text));
-        html += fmt::format("<tr><td>{:.3f}</td><td>{}</td></tr>\n", c.activation,
-                            report::html_escape(context_text(m, rows->inputs[c.sequence], c.position, token_style::html)));
+        html +=
+            fmt::format("<tr><td>{:.3f}</td><td>{}</td></tr>\n", c.activation,
+                        report::html_escape(context_text(m, rows->inputs[c.sequence], c.position, token_style::html)));
       }
       html += "</table>\n";
       f["top_contexts"] = std::move(ctx);
@@ -431,7 +432,9 @@ runner add_sae_command(CLI::App& app) {
   train->add_option("--steps", t->options.steps, "optimizer steps (0 = --epochs passes over the rows)")
       ->capture_default_str();
   train->add_option("--epochs", t->options.epochs, "passes over the rows when --steps is 0")->capture_default_str();
-  train->add_option("--resample-every", t->options.resampling.every, "steps between dead-feature resamplings (0 = never)")
+  train
+      ->add_option("--resample-every", t->options.resampling.every,
+                   "steps between dead-feature resamplings (0 = never)")
       ->capture_default_str();
   train->add_option("--dead-window", t->options.resampling.window,
                     "rows without firing that make a feature dead (0 = half of --resample-every's rows)")
