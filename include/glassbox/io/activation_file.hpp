@@ -45,7 +45,7 @@
 #include "glassbox/detail/io_file.hpp"
 #include "glassbox/detail/io_float.hpp"
 #include "glassbox/io/safetensors.hpp"
-#include "glassbox/probing/activations.hpp"
+#include "glassbox/probing/activation_types.hpp"
 #include "glassbox/probing/linear_weights.hpp"
 
 namespace glassbox::io {

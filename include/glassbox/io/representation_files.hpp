@@ -22,8 +22,7 @@
 
 #include "glassbox/core/error.hpp"
 #include "glassbox/io/safetensors.hpp"
-#include "glassbox/representations/lens.hpp"
-#include "glassbox/representations/steering.hpp"
+#include "glassbox/representations/types.hpp"
 
 namespace glassbox::io {
 

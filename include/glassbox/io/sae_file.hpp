@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "glassbox/io/safetensors.hpp"
-#include "glassbox/representations/sae.hpp"
+#include "glassbox/representations/types.hpp"
 
 namespace glassbox::io {
 

@@ -70,16 +70,19 @@ template <class Real = double>
 using const_weight_view = Eigen::Map<const row_matrix<Real>, 0, Eigen::OuterStride<>>;
 
 /// A float_rows view of a whole [N, d] tensor.
+template <class = void>
 inline float_rows rows_of(const tensor2& x) {
   return {x.data(), static_cast<Eigen::Index>(x.shape(0)), static_cast<Eigen::Index>(x.shape(1))};
 }
 
 /// Rows per block of the fused passes: a block converted to double stays in a core's L2 cache.
+template <class = void>
 inline Eigen::Index block_rows(Eigen::Index d) {
   return std::clamp<Eigen::Index>(Eigen::Index{65536} / std::max<Eigen::Index>(d, 1), 64, 4096);
 }
 
 /// Throws naming `who` and `what` if x holds a NaN or Inf.
+template <class = void>
 inline void require_finite_rows(float_rows x, std::string_view who, std::string_view what) {
   for (Eigen::Index i = 0; i < x.rows(); ++i)
     for (Eigen::Index j = 0; j < x.cols(); ++j)
@@ -88,9 +91,11 @@ inline void require_finite_rows(float_rows x, std::string_view who, std::string_
 }
 
 /// log(1 + exp(z)) without overflow.
+template <class = void>
 inline double softplus(double z) { return z > 0 ? z + std::log1p(std::exp(-z)) : std::log1p(std::exp(z)); }
 
 /// 1 / (1 + exp(-z)) without overflow.
+template <class = void>
 inline double sigmoid(double z) {
   if (z >= 0) return 1.0 / (1.0 + std::exp(-z));
   const double e = std::exp(z);
@@ -548,6 +553,7 @@ class basic_lbfgs_solver {
 using lbfgs_solver = basic_lbfgs_solver<>;
 
 /// Checks the options of a logistic regression; `who` names the caller.
+template <class = void>
 inline void check_logistic_options(const logistic_regression_options& o, std::string_view who) {
   require(o.C > 0 && std::isfinite(o.C), "glassbox::{}: C must be > 0 and finite, got {}", who, o.C);
   require(o.tol >= 0 && std::isfinite(o.tol), "glassbox::{}: tol must be >= 0 and finite, got {}", who, o.tol);
@@ -557,6 +563,7 @@ inline void check_logistic_options(const logistic_regression_options& o, std::st
 }
 
 /// Checks labels against a class count; `who` names the caller.
+template <class = void>
 inline void check_class_labels(std::span<const std::int32_t> y, std::size_t rows, std::size_t classes,
                                std::string_view who) {
   require<shape_error>(y.size() == rows, "glassbox::{}: y must hold one label per row ({}), got {}", who, rows,
@@ -622,6 +629,7 @@ inline row_matrix<Real> decision_scores(const linear_weights& m, float_rows x) {
 }
 
 /// Checks that a linear model fits rows of width d; `who` names the caller.
+template <class = void>
 inline void check_weights(const linear_weights& m, std::size_t d, std::string_view who) {
   require<shape_error>(m.features == d, "glassbox::{}: x must have {} columns (the model's features), got {}", who,
                        m.features, d);

@@ -20,6 +20,7 @@ namespace glassbox {
 
 /// The block boundaries of Voita & Titov (2020): 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.25, 12.5, 25, 50
 /// and 100 % of the training data.
+template <class = void>
 inline const std::vector<double>& mdl_paper_fractions() {
   static const std::vector<double> f{0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.0625, 0.125, 0.25, 0.5, 1.0};
   return f;
@@ -47,6 +48,7 @@ struct mdl_result {
 namespace detail {
 
 /// The block ends t_i = floor(f_i N), at least 1, strictly increasing, the last N.
+template <class = void>
 inline std::vector<std::size_t> mdl_block_ends(std::span<const double> fractions, std::size_t n) {
   std::vector<std::size_t> ends;
   for (const double f : fractions) {
@@ -58,6 +60,7 @@ inline std::vector<std::size_t> mdl_block_ends(std::span<const double> fractions
   return ends;
 }
 
+template <class = void>
 inline void check_mdl_options(const mdl_options& o, std::string_view who) {
   require(!o.fractions.empty(), "glassbox::{}: fractions must hold at least one block end, got none", who);
   for (std::size_t i = 0; i < o.fractions.size(); ++i) {

@@ -205,6 +205,7 @@ inline std::vector<std::int32_t> mlp_predict_rows(const mlp_probe& m, float_rows
   return out;
 }
 
+template <class = void>
 inline void check_mlp_options(const mlp_probe_options& o, std::string_view who) {
   require(o.hidden >= 1, "glassbox::{}: hidden must be >= 1, got {}", who, o.hidden);
   require(o.epochs >= 1, "glassbox::{}: epochs must be >= 1, got {}", who, o.epochs);

@@ -102,6 +102,7 @@ struct probe_result {
 };
 
 /// The fraction of rows whose prediction equals the truth (0 for no rows).
+template <class = void>
 inline double accuracy_score(std::span<const std::int32_t> truth, std::span<const std::int32_t> predicted) {
   detail::require<shape_error>(truth.size() == predicted.size(),
                                "glassbox::accuracy_score: predicted must hold {} entries, got {}", truth.size(),
@@ -114,6 +115,7 @@ inline double accuracy_score(std::span<const std::int32_t> truth, std::span<cons
 
 /// Macro-averaged F1 as scikit-learn's f1_score(average="macro"): the mean over the classes that
 /// occur in the truth or the predictions of 2 TP / (2 TP + FP + FN), 0 where that is 0 / 0.
+template <class = void>
 inline double macro_f1_score(std::span<const std::int32_t> truth, std::span<const std::int32_t> predicted) {
   detail::require<shape_error>(truth.size() == predicted.size(),
                                "glassbox::macro_f1_score: predicted must hold {} entries, got {}", truth.size(),
@@ -138,6 +140,7 @@ inline double macro_f1_score(std::span<const std::int32_t> truth, std::span<cons
 
 /// The coefficient of determination as scikit-learn's r2_score: 1 - SS_res / SS_tot; for a
 /// constant truth, 1 if the predictions are exact and 0 otherwise.
+template <class = void>
 inline double r2_score(std::span<const double> truth, std::span<const double> predicted) {
   detail::require<shape_error>(truth.size() == predicted.size(),
                                "glassbox::r2_score: predicted must hold {} entries, got {}", truth.size(),
@@ -159,6 +162,7 @@ inline double r2_score(std::span<const double> truth, std::span<const double> pr
 /// (e.g. the tokens of one review) land in the same part. The distinct groups are shuffled with
 /// rng(seed) and cut at round(train_fraction G) and round((train_fraction + dev_fraction) G).
 /// Empty `groups`: every row is its own group.
+template <class = void>
 inline std::vector<std::int32_t> grouped_split(std::span<const std::int32_t> groups, std::size_t rows,
                                                std::uint64_t seed, double train_fraction = 0.8,
                                                double dev_fraction = 0.1) {
@@ -194,6 +198,7 @@ inline std::vector<std::int32_t> grouped_split(std::span<const std::int32_t> gro
 /// order) gets one fixed label drawn with rng(seed) from the empirical distribution of the labels
 /// of the training rows (split == 0): the label of a uniformly drawn training row. Each row then
 /// carries its word type's label. Works for classes and real values alike.
+template <class = void>
 inline std::vector<double> control_task_labels(std::span<const token_id> word_ids, std::span<const double> labels,
                                                std::span<const std::int32_t> split, std::uint64_t seed) {
   constexpr std::string_view who = "control_task_labels";
@@ -223,6 +228,7 @@ struct probe_split {
 };
 
 /// Copies rows `index` of x into a new [index.size(), d] tensor.
+template <class = void>
 inline tensor2 gather_rows(const tensor2& x, std::span<const std::size_t> index) {
   const std::size_t d = x.shape(1);
   tensor2 out = tensor2::from_shape({index.size(), d});

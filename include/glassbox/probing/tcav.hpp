@@ -85,6 +85,7 @@ struct tcav_result {
 namespace detail {
 
 /// The regularised incomplete beta function I_x(a, b), by its continued fraction (modified Lentz).
+template <class = void>
 inline double incomplete_beta(double a, double b, double x) {
   if (x <= 0) return 0;
   if (x >= 1) return 1;
@@ -116,6 +117,7 @@ inline double incomplete_beta(double a, double b, double x) {
 }
 
 /// Mean and sample standard deviation (ddof 1; 0 for one value).
+template <class = void>
 inline std::pair<double, double> mean_sd(std::span<const double> v) {
   double m = 0;
   for (const double x : v) m += x;
@@ -130,6 +132,7 @@ inline std::pair<double, double> mean_sd(std::span<const double> v) {
 /// Student's two-sample t-test with pooled variance (scipy.stats.ttest_ind's default), two-sided:
 /// returns {t, p}. Both samples need >= 2 values. With zero variance in both, p is 1 for equal
 /// means and 0 otherwise.
+template <class = void>
 inline std::pair<double, double> student_t_test(std::span<const double> a, std::span<const double> b) {
   detail::require(a.size() >= 2 && b.size() >= 2,
                   "glassbox::student_t_test: both samples must hold >= 2 values, got {} and {}", a.size(), b.size());
@@ -234,6 +237,7 @@ std::vector<tensor2> pooled_hidden_gradients(const M& model, std::span<const tok
 
 /// The TCAV score of a CAV: the fraction of rows of `gradients` [inputs, d] (pooled_hidden_gradients)
 /// whose dot product with `cav` [d] is > 0.
+template <class = void>
 inline double tcav_score(const tensor2& gradients, std::span<const double> cav) {
   detail::require<shape_error>(gradients.shape(1) == cav.size() && gradients.shape(0) >= 1,
                                "glassbox::tcav_score: gradients must be [inputs >= 1, {}], got [{}, {}]", cav.size(),

@@ -35,6 +35,7 @@
 #include "glassbox/core/result.hpp"
 #include "glassbox/core/target.hpp"
 #include "glassbox/core/types.hpp"
+#include "glassbox/representations/types.hpp"
 
 namespace glassbox {
 
@@ -43,29 +44,6 @@ namespace glassbox {
 template <class M>
 concept LensModel =
     ActivationModel<M> && (concepts::has_decode_hidden<M> || concepts::has_logits_from_hidden<M>);
-
-/// Affine translators of the tuned lens, one per hidden-state index 0..L-1 (index L, the model's
-/// own output, needs none): the lens decodes h + h M_k + b_k for a row vector h.
-struct tuned_lens {
-  std::vector<tensor2> weights;  ///< M_k [d, d] per index k = 0..L-1
-  std::vector<tensor1> biases;   ///< b_k [d] per index k = 0..L-1
-
-  /// L, the number of blocks of the model the lens was made for.
-  std::size_t layers() const { return weights.size(); }
-  /// d, the residual width.
-  std::size_t width() const { return weights.empty() ? 0 : weights.front().shape(0); }
-  /// The identity lens (all translators zero, i.e. the logit lens) for L blocks of width d.
-  static tuned_lens identity(std::size_t layers, std::size_t width) {
-    tuned_lens t;
-    for (std::size_t k = 0; k < layers; ++k) {
-      t.weights.push_back(tensor2::from_shape({width, width}));
-      t.weights.back().fill(0.0F);
-      t.biases.push_back(tensor1::from_shape({width}));
-      t.biases.back().fill(0.0F);
-    }
-    return t;
-  }
-};
 
 /// Options of a lens readout.
 struct lens_options {
@@ -211,7 +189,8 @@ inline double lens_kl(const float* zp, double lse_p, const float* zq, double lse
 }
 
 /// Checks the layers to read against L and returns them ascending (all 0..L when empty).
-inline std::vector<std::size_t> lens_layers(std::vector<std::size_t> layers, std::size_t L, std::string_view who) {
+template <class = void>
+std::vector<std::size_t> lens_layers(std::vector<std::size_t> layers, std::size_t L, std::string_view who) {
   if (layers.empty()) {
     layers.resize(L + 1);
     std::iota(layers.begin(), layers.end(), std::size_t{0});
@@ -224,7 +203,8 @@ inline std::vector<std::size_t> lens_layers(std::vector<std::size_t> layers, std
 }
 
 /// Checks a tuned lens against a model's L and d.
-inline void check_tuned_lens(const tuned_lens& lens, std::size_t L, std::size_t d, std::string_view who) {
+template <class = void>
+void check_tuned_lens(const tuned_lens& lens, std::size_t L, std::size_t d, std::string_view who) {
   require<shape_error>(lens.weights.size() == L && lens.biases.size() == L,
                        "glassbox::{}: the tuned lens must have {} translators (one per block), got {}", who, L,
                        lens.weights.size());

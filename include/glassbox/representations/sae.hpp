@@ -26,28 +26,10 @@
 #include "glassbox/core/progress.hpp"
 #include "glassbox/core/random.hpp"
 #include "glassbox/core/types.hpp"
+#include "glassbox/representations/types.hpp"
 #include "glassbox/representations/detail/sae_kernels.hpp"
 
 namespace glassbox {
-
-/// A sparse autoencoder over d-dimensional activations with n features, in SAELens' layout:
-///   f = ReLU((x - b_dec) W_enc + b_enc),  x_hat = f W_dec + b_dec,
-/// W_enc [d, n], b_enc [n], W_dec [n, d] (row j = feature j's unit-norm dictionary direction), b_dec [d].
-/// In the paper's notation W_e = W_enc^T, b_e = b_enc, W_d = W_dec^T, b_d = b_dec.
-struct sparse_autoencoder {
-  tensor2 W_enc;      ///< [d, n]
-  tensor1 b_enc;      ///< [n]
-  tensor2 W_dec;      ///< [n, d]
-  tensor1 b_dec;      ///< [d]
-  std::size_t layer = 0;  ///< the hidden-state index it reads (0 = embeddings output), recorded
-  double l1 = 0;          ///< the L1 coefficient it was trained with, recorded
-  std::string model;      ///< the model it was trained on (free text), recorded
-
-  /// d, the width of the activations.
-  std::size_t input_width() const { return W_dec.shape(1); }
-  /// n, the number of features.
-  std::size_t feature_count() const { return W_dec.shape(0); }
-};
 
 /// When dead features are resampled, and from what (Bricken et al. 2023, "Neuron resampling").
 struct sae_resampling {
@@ -145,21 +127,6 @@ void sae_from_parameters(const sae_parameters<S>& p, sparse_autoencoder& sae) {
     for (std::size_t c = 0; c < d; ++c) sae.W_dec(j, c) = static_cast<float>(p.W_dec(j, c));
   }
   for (std::size_t c = 0; c < d; ++c) sae.b_dec(c) = static_cast<float>(p.b_d[c]);
-}
-
-/// Checks an SAE's shapes; throws shape_error naming `who`.
-template <class = void>
-void check_sae(const sparse_autoencoder& sae, std::string_view who) {
-  const std::size_t d = sae.W_dec.shape(1), n = sae.W_dec.shape(0);
-  require<shape_error>(n >= 1 && d >= 1, "glassbox::{}: sae.W_dec must be [n, d] with n, d >= 1, got [{}, {}]", who, n,
-                       d);
-  require<shape_error>(sae.W_enc.shape(0) == d && sae.W_enc.shape(1) == n,
-                       "glassbox::{}: sae.W_enc must be [{}, {}] (d, n), got [{}, {}]", who, d, n, sae.W_enc.shape(0),
-                       sae.W_enc.shape(1));
-  require<shape_error>(sae.b_enc.size() == n, "glassbox::{}: sae.b_enc must have {} entries, got {}", who, n,
-                       sae.b_enc.size());
-  require<shape_error>(sae.b_dec.size() == d, "glassbox::{}: sae.b_dec must have {} entries, got {}", who, d,
-                       sae.b_dec.size());
 }
 
 /// Checks an activation matrix against width d; throws shape_error / error naming `who`.

@@ -32,6 +32,7 @@
 #include "glassbox/core/random.hpp"
 #include "glassbox/core/target.hpp"
 #include "glassbox/core/types.hpp"
+#include "glassbox/representations/types.hpp"
 #include "glassbox/probing/activations.hpp"
 #include "glassbox/probing/logistic_regression.hpp"
 
@@ -48,15 +49,6 @@ struct reading_vector_options {
   std::vector<std::size_t> layers{};                      ///< hidden-state indices (default: all 0..L)
   activation_pooling pooling = activation_pooling::last;  ///< the state compared: last position, or mean
   execution_options execution{};                          ///< threads, progress (one item per input), cancellation
-};
-
-/// A reading vector at one layer.
-struct reading_vector {
-  std::size_t layer = 0;          ///< hidden-state index
-  tensor1 direction;              ///< unit vector [d] (zero when the pairs do not differ at this layer)
-  double explained = 0.0;         ///< fraction of the differences' second moment along the direction
-  double pair_accuracy = 0.0;     ///< fraction of pairs whose positive member projects higher
-  double mean_separation = 0.0;   ///< mean projection of the differences (positive minus negative)
 };
 
 /// Where and how a steering edit applies.
