@@ -7,6 +7,7 @@
 #include "glassbox/attribution.hpp"
 #include "glassbox/circuits.hpp"
 #include "glassbox/core.hpp"
+#include "glassbox/counterfactual.hpp"
 #include "glassbox/datasets.hpp"
 #include "glassbox/evaluation.hpp"
 #include "glassbox/influence.hpp"
