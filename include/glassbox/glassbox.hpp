@@ -14,6 +14,7 @@
 #include "glassbox/io.hpp"
 #include "glassbox/models.hpp"
 #include "glassbox/probing.hpp"
+#include "glassbox/prompting.hpp"
 #include "glassbox/report.hpp"
 #include "glassbox/representations.hpp"
 #include "glassbox/verify.hpp"
