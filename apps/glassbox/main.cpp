@@ -2,17 +2,19 @@
 //
 //   glassbox info | predict | generate-data | train | explain | attention | heads | activations | probe | tcav |
 //            lens | tuned-lens | steer | sae | verify | influence | evaluate | methods | tokenize |
-//            patch | dla | neurons   (--help on each)
+//            patch | dla | neurons | scores | counterfactual   (--help on each)
 #include <exception>
 #include <iostream>
 #include <map>
 
 #include "circuits_commands.hpp"
 #include "cli.hpp"
+#include "counterfactual_command.hpp"
 #include "evaluate_command.hpp"
 #include "probing_commands.hpp"
 #include "representation_commands.hpp"
 #include "sae_commands.hpp"
+#include "scores_command.hpp"
 #include "glassbox/core/version.hpp"
 
 int main(int argc, char** argv) {
@@ -49,6 +51,8 @@ int main(int argc, char** argv) {
   add(glassbox::cli::add_patch_command);
   add(glassbox::cli::add_dla_command);
   add(glassbox::cli::add_neurons_command);
+  add(glassbox::cli::add_scores_command);
+  add(glassbox::cli::add_counterfactual_command);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
