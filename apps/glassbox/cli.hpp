@@ -63,6 +63,10 @@ struct loaded_model {
   /// as "␣" (terminal and JSON) or as a no-break space (HTML, where a plain space would collapse) and a part
   /// of a multi-byte character as "<0xE2>" (io::readable_token); "#<id>" otherwise.
   std::vector<std::string> token_strings(token_span ids, token_style style = token_style::terminal) const;
+  /// The readable text of one token, as token_strings writes it.
+  std::string token_string(token_id id, token_style style = token_style::terminal) const {
+    return token_strings(token_span(&id, 1), style)[0];
+  }
 };
 
 /// The tokenizer files beside a model (`path` a directory or a file in one): BPE when vocab.json + merges.txt

@@ -25,10 +25,6 @@ using report::json;
 
 json number_or_null(double x) { return std::isfinite(x) ? json(x) : json(nullptr); }
 
-std::string word_of(const loaded_model& m, token_id id, token_style style = token_style::terminal) {
-  return m.token_strings(std::vector<token_id>{id}, style)[0];
-}
-
 // The text of a token sequence: the BPE bytes decoded (ill-formed UTF-8 replaced), else the token
 // strings joined by spaces.
 std::string text_of(const loaded_model& m, token_span ids) {
@@ -75,7 +71,7 @@ search_plan plan_search(const loaded_model& m, token_span tokens, const std::str
   token_id target_id = -1;
   if (!target.empty()) {
     target_id = resolve_token(m, target, "--target");
-    describe = fmt::format("p({}) at the last position crosses {}", word_of(m, target_id), threshold);
+    describe = fmt::format("p({}) at the last position crosses {}", m.token_string(target_id), threshold);
     return {counterfactual_goal::threshold(glassbox::target::probability(target_id, -1), threshold), std::move(o),
             target_id, std::move(describe)};
   }
@@ -92,12 +88,12 @@ search_plan plan_search(const loaded_model& m, token_span tokens, const std::str
 std::string prediction_text(const counterfactual_result& r, const search_plan& p, const loaded_model& m, bool original,
                             token_style style = token_style::terminal) {
   const token_id label = original ? r.original_prediction : r.new_prediction;
-  if (label >= 0) return word_of(m, label, style);
-  return fmt::format("p({}) = {:.4f}", word_of(m, p.target, style), original ? r.original_value : r.new_value);
+  if (label >= 0) return m.token_string(label, style);
+  return fmt::format("p({}) = {:.4f}", m.token_string(p.target, style), original ? r.original_value : r.new_value);
 }
 
 json prediction_json(const loaded_model& m, token_id label) {
-  return label >= 0 ? json(word_of(m, label)) : json(nullptr);
+  return label >= 0 ? json(m.token_string(label)) : json(nullptr);
 }
 
 json counterfactual_json(const counterfactual_result& r, const search_plan& p, const loaded_model& m) {
@@ -110,11 +106,11 @@ json counterfactual_json(const counterfactual_result& r, const search_plan& p, c
   if (p.goal.kind() == counterfactual_goal_kind::label_flip) {
     goal["kind"] = "label_flip";
     json labels = json::array();
-    for (token_id l : p.goal.labels()) labels.push_back(word_of(m, l));
+    for (token_id l : p.goal.labels()) labels.push_back(m.token_string(l));
     goal["labels"] = std::move(labels);
   } else {
     goal["kind"] = "threshold";
-    goal["target"] = word_of(m, p.target);
+    goal["target"] = m.token_string(p.target);
     goal["threshold"] = p.goal.threshold_value();
   }
   goal["position"] = p.goal.target().position();
@@ -128,8 +124,8 @@ json counterfactual_json(const counterfactual_result& r, const search_plan& p, c
   json edits = json::array();
   for (const auto& e : r.edits)
     edits.push_back(json{{"position", e.position},
-                         {"from", word_of(m, e.from)},
-                         {"to", word_of(m, e.to)},
+                         {"from", m.token_string(e.from)},
+                         {"to", m.token_string(e.to)},
                          {"from_id", e.from},
                          {"to_id", e.to}});
   j["edits"] = std::move(edits);
@@ -160,10 +156,10 @@ std::string counterfactual_text(const counterfactual_result& r, const search_pla
   out += fmt::format("{} edit{}{} ({}):\n", r.edits.size(), r.edits.size() == 1 ? "" : "s",
                      r.minimal ? ", minimal (no edit can be dropped)" : "", calls);
   std::size_t from_width = 4;
-  for (const auto& e : r.edits) from_width = std::max(from_width, word_of(m, e.from).size());
+  for (const auto& e : r.edits) from_width = std::max(from_width, m.token_string(e.from).size());
   out += fmt::format("{:>8}  {:<{}}  {}\n", "position", "from", from_width, "to");
   for (const auto& e : r.edits)
-    out += fmt::format("{:>8}  {:<{}}  {}\n", e.position, word_of(m, e.from), from_width, word_of(m, e.to));
+    out += fmt::format("{:>8}  {:<{}}  {}\n", e.position, m.token_string(e.from), from_width, m.token_string(e.to));
   return out;
 }
 
@@ -178,7 +174,7 @@ std::string tokens_html(const counterfactual_result& r, const loaded_model& m, b
       out += "<span class=\"tok\">" + report::html_escape(words[i]) + "</span>";
       continue;
     }
-    const std::string other = word_of(m, edited ? e->from : e->to, token_style::html);
+    const std::string other = m.token_string(edited ? e->from : e->to, token_style::html);
     out += fmt::format("<span class=\"tok {}\" title=\"{} {}\">{}</span>", edited ? "edit" : "removed",
                        edited ? "was" : "becomes", report::html_escape(other), report::html_escape(words[i]));
   }

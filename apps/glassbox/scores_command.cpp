@@ -22,10 +22,6 @@ using report::json;
 
 json number_or_null(double x) { return std::isfinite(x) ? json(x) : json(nullptr); }
 
-std::string word_of(const loaded_model& m, token_id id, token_style style = token_style::terminal) {
-  return m.token_strings(std::vector<token_id>{id}, style)[0];
-}
-
 json scores_json(const step_scores_result& r, const loaded_model& m) {
   json j;
   j["schema"] = "glassbox.scores";
@@ -38,17 +34,18 @@ json scores_json(const step_scores_result& r, const loaded_model& m) {
   json steps = json::array();
   for (std::size_t g = 0; g < r.steps.size(); ++g) {
     const auto& s = r.steps[g];
-    json step{{"step", g},
-              {"position", r.prompt_length + g},
-              {"id", s.token},
-              {"token", word_of(m, s.token)},
-              {"probability", number_or_null(s.probability)},
-              {"log_probability", number_or_null(s.log_probability)},
-              {"entropy", number_or_null(s.entropy)},
-              {"surprisal", number_or_null(s.surprisal)},
-              {"contrast", s.foil >= 0 ? number_or_null(s.contrast) : json(nullptr)},
-              {"foil", s.foil >= 0 ? json{{"id", s.foil}, {"token", word_of(m, s.foil)}} : json(nullptr)},
-              {"top", {{"id", s.top_token}, {"token", word_of(m, s.top_token)}, {"probability", s.top_probability}}}};
+    json step{
+        {"step", g},
+        {"position", r.prompt_length + g},
+        {"id", s.token},
+        {"token", m.token_string(s.token)},
+        {"probability", number_or_null(s.probability)},
+        {"log_probability", number_or_null(s.log_probability)},
+        {"entropy", number_or_null(s.entropy)},
+        {"surprisal", number_or_null(s.surprisal)},
+        {"contrast", s.foil >= 0 ? number_or_null(s.contrast) : json(nullptr)},
+        {"foil", s.foil >= 0 ? json{{"id", s.foil}, {"token", m.token_string(s.foil)}} : json(nullptr)},
+        {"top", {{"id", s.top_token}, {"token", m.token_string(s.top_token)}, {"probability", s.top_probability}}}};
     steps.push_back(std::move(step));
   }
   j["steps"] = std::move(steps);
@@ -80,10 +77,10 @@ std::string scores_text(const step_scores_result& r, const loaded_model& m) {
   out += fmt::format("  {}\n", "top next token");
   for (std::size_t g = 0; g < r.steps.size(); ++g) {
     const auto& s = r.steps[g];
-    out += fmt::format("{:>4}  {:<14} {:>8.4f} {:>9.4f} {:>8.4f} {:>9.4f}", g, word_of(m, s.token), s.probability,
+    out += fmt::format("{:>4}  {:<14} {:>8.4f} {:>9.4f} {:>8.4f} {:>9.4f}", g, m.token_string(s.token), s.probability,
                        s.log_probability, s.entropy, s.surprisal);
     if (contrastive) out += fmt::format(" {:>+12.4f}", s.contrast);
-    out += fmt::format("  {} {:.4f}\n", word_of(m, s.top_token), s.top_probability);
+    out += fmt::format("  {} {:.4f}\n", m.token_string(s.top_token), s.top_probability);
   }
   const auto& u = r.summary;
   const auto& least = r.steps[u.least_confident_step];
@@ -91,8 +88,8 @@ std::string scores_text(const step_scores_result& r, const loaded_model& m) {
       "summary: mean entropy {:.4f}, max entropy {:.4f}, mean surprisal {:.4f}, sequence log-probability {:.4f}, "
       "perplexity {:.4f}; least confident step {} ({}, p = {:.4f})\n",
       u.mean_entropy, u.max_entropy, u.mean_surprisal, u.sequence_log_probability, u.perplexity, u.least_confident_step,
-      word_of(m, least.token), least.probability);
-  if (contrastive) out += fmt::format("foil: {}\n", word_of(m, r.steps.front().foil));
+      m.token_string(least.token), least.probability);
+  if (contrastive) out += fmt::format("foil: {}\n", m.token_string(r.steps.front().foil));
   out += fmt::format("{} model call{}\n", r.model_evaluations, r.model_evaluations == 1 ? "" : "s");
   return out;
 }
@@ -109,8 +106,9 @@ std::string scores_html(const step_scores_result& r, const loaded_model& m) {
     const auto color = report::sequential_color(s.probability);
     std::string title = fmt::format("p = {:.4f}, log p = {:.4f}, entropy {:.4f}, surprisal {:.4f}", s.probability,
                                     s.log_probability, s.entropy, s.surprisal);
-    if (s.foil >= 0) title += fmt::format(", p - p({}) = {:+.4f}", word_of(m, s.foil, token_style::html), s.contrast);
-    title += fmt::format("; top: {} ({:.4f})", word_of(m, s.top_token, token_style::html), s.top_probability);
+    if (s.foil >= 0)
+      title += fmt::format(", p - p({}) = {:+.4f}", m.token_string(s.foil, token_style::html), s.contrast);
+    title += fmt::format("; top: {} ({:.4f})", m.token_string(s.top_token, token_style::html), s.top_probability);
     body += fmt::format("<span style=\"background:{};color:{}\" title=\"{}\">{}</span> ", report::css_color(color),
                         report::needs_light_text(color) ? "#fff" : "#000", report::html_escape(title),
                         report::html_escape(words[r.prompt_length + g]));

@@ -219,57 +219,60 @@ tensor2 target_rows(const M& model, token_span tokens, const target& t, std::str
   return rows_logits;
 }
 
-}  // namespace detail
-
-/// Evaluates target `t` on every token sequence of `inputs`: one value per input, identical for
-/// any batch size and thread count. Uses `logits_batch` for runs of equal-length inputs when the
-/// model has it. `caller` names the algorithm in errors and progress reports.
-template <Model M>
-std::vector<double> evaluate_target(const M& model, std::span<const token_sequence> inputs, const target& t,
-                                    const execution_options& exec = {}, std::string_view caller = "evaluate_target") {
-  std::vector<double> values(inputs.size());
-  detail::run_batches(inputs.size(), exec, detail::worker_count(exec, is_thread_safe<M>()), caller,
-                      [&](std::size_t begin, std::size_t end) {
-                        if constexpr (concepts::has_logits_batch<M> && concepts::has_output_rows<M>) {
-                          const std::size_t len = inputs[begin].size();
-                          const bool equal = std::all_of(inputs.begin() + static_cast<std::ptrdiff_t>(begin),
-                                                         inputs.begin() + static_cast<std::ptrdiff_t>(end),
-                                                         [&](const auto& s) { return s.size() == len; });
-                          if (equal && end - begin > 1) {
-                            token_matrix batch({end - begin, len});
-                            for (std::size_t i = begin; i < end; ++i)
-                              std::copy(inputs[i].begin(), inputs[i].end(), batch.data() + (i - begin) * len);
-                            const auto rows = t.rows(model.output_rows(len));
-                            const tensor3 out = model.logits_batch(batch, rows);
-                            const std::size_t p = out.shape(1), v = out.shape(2);
-                            detail::require<model_error>(out.shape(0) == end - begin && p == rows.size(),
-                                                 "glassbox::{}: logits_batch returned {} x {} rows, expected {} x {}",
-                                                 caller, out.shape(0), p, end - begin, rows.size());
-                            for (std::size_t i = begin; i < end; ++i) {
-                              tensor2 one({p, v});
-                              std::copy_n(out.data() + (i - begin) * p * v, p * v, one.data());
-                              detail::check_finite(one.data(), one.size(), std::max<std::size_t>(1, v), caller, i);
-                              values[i] = t.value(one);
-                            }
-                            return;
-                          }
-                        }
-                        for (std::size_t i = begin; i < end; ++i)
-                          values[i] = t.value(detail::target_rows(model, inputs[i], t, caller, i));
-                      });
-  return values;
+/// Calls `use(i, rows)` with the logits rows `t` reads ([rows, V], checked finite) of every token
+/// sequence of `inputs`, each i once, from the worker threads of `exec`. Uses `logits_batch` for
+/// runs of equal-length inputs when the model has it.
+template <Model M, class Use>
+void for_each_target_rows(const M& model, std::span<const token_sequence> inputs, const target& t,
+                          const execution_options& exec, std::string_view caller, Use&& use) {
+  run_batches(inputs.size(), exec, worker_count(exec, is_thread_safe<M>()), caller,
+              [&](std::size_t begin, std::size_t end) {
+                if constexpr (concepts::has_logits_batch<M> && concepts::has_output_rows<M>) {
+                  const std::size_t len = inputs[begin].size();
+                  const bool equal = std::all_of(inputs.begin() + static_cast<std::ptrdiff_t>(begin),
+                                                 inputs.begin() + static_cast<std::ptrdiff_t>(end),
+                                                 [&](const auto& s) { return s.size() == len; });
+                  if (equal && end - begin > 1) {
+                    token_matrix batch({end - begin, len});
+                    for (std::size_t i = begin; i < end; ++i)
+                      std::copy(inputs[i].begin(), inputs[i].end(), batch.data() + (i - begin) * len);
+                    const auto rows = t.rows(model.output_rows(len));
+                    const tensor3 out = model.logits_batch(batch, rows);
+                    const std::size_t p = out.shape(1), v = out.shape(2);
+                    require<model_error>(out.shape(0) == end - begin && p == rows.size(),
+                                         "glassbox::{}: logits_batch returned {} x {} rows, expected {} x {}", caller,
+                                         out.shape(0), p, end - begin, rows.size());
+                    for (std::size_t i = begin; i < end; ++i) {
+                      tensor2 one({p, v});
+                      std::copy_n(out.data() + (i - begin) * p * v, p * v, one.data());
+                      check_finite(one.data(), one.size(), std::max<std::size_t>(1, v), caller, i);
+                      use(i, std::move(one));
+                    }
+                    return;
+                  }
+                }
+                for (std::size_t i = begin; i < end; ++i) use(i, target_rows(model, inputs[i], t, caller, i));
+              });
 }
 
-/// Evaluates target `t` on every embedding matrix of `inputs` ([T, d] each), through the
-/// model's batched member when it has one and the shapes agree.
-template <EmbeddingModel M>
-std::vector<double> evaluate_target_on_embeddings(const M& model, std::span<const tensor2> inputs, const target& t,
-                                                  const execution_options& exec = {},
-                                                  std::string_view caller = "evaluate_target_on_embeddings") {
-  std::vector<double> values(inputs.size());
-  detail::run_batches(
-      inputs.size(), exec, detail::worker_count(exec, is_thread_safe<M>()), caller,
-      [&](std::size_t begin, std::size_t end) {
+/// The logits rows `t` reads ([rows, V], checked finite) of every token sequence of `inputs`, as
+/// for_each_target_rows computes them.
+template <Model M>
+std::vector<tensor2> target_row_logits(const M& model, std::span<const token_sequence> inputs, const target& t,
+                                       const execution_options& exec, std::string_view caller) {
+  std::vector<tensor2> out(inputs.size());
+  for_each_target_rows(model, inputs, t, exec, caller, [&](std::size_t i, tensor2 rows) { out[i] = std::move(rows); });
+  return out;
+}
+
+/// Calls `use(i, rows)` with the logits rows `t` reads ([rows, V], checked finite) of every embedding
+/// matrix of `inputs` ([T, d] each), each i once, from the worker threads of `exec`. Uses the model's
+/// batched member when it has one and the shapes agree; a single pass checks every row it returns.
+template <EmbeddingModel M, class Use>
+void for_each_target_rows_on_embeddings(const M& model, std::span<const tensor2> inputs, const target& t,
+                                        const execution_options& exec, std::string_view caller, Use&& use) {
+  run_batches(
+      inputs.size(), exec, worker_count(exec, is_thread_safe<M>()), caller, [&](std::size_t begin, std::size_t end) {
         if constexpr (concepts::has_logits_from_embeddings_batch<M> && concepts::has_output_rows<M>) {
           const auto shape = inputs[begin].shape();
           const bool equal = std::all_of(inputs.begin() + static_cast<std::ptrdiff_t>(begin),
@@ -282,24 +285,56 @@ std::vector<double> evaluate_target_on_embeddings(const M& model, std::span<cons
             const auto rows = t.rows(model.output_rows(shape[0]));
             const tensor3 out = model.logits_from_embeddings_batch(batch, rows);
             const std::size_t p = out.shape(1), v = out.shape(2);
-            detail::require<model_error>(out.shape(0) == end - begin && p == rows.size(),
+            require<model_error>(out.shape(0) == end - begin && p == rows.size(),
                                  "glassbox::{}: logits_from_embeddings_batch returned {} x {} rows, expected {} x {}",
                                  caller, out.shape(0), p, end - begin, rows.size());
             for (std::size_t i = begin; i < end; ++i) {
               tensor2 one({p, v});
               std::copy_n(out.data() + (i - begin) * p * v, p * v, one.data());
-              detail::check_finite(one.data(), one.size(), std::max<std::size_t>(1, v), caller, i);
-              values[i] = t.value(one);
+              check_finite(one.data(), one.size(), std::max<std::size_t>(1, v), caller, i);
+              use(i, std::move(one));
             }
             return;
           }
         }
         for (std::size_t i = begin; i < end; ++i) {
           const tensor2 logits = model.logits_from_embeddings(inputs[i]);
-          detail::check_finite(logits.data(), logits.size(), std::max<std::size_t>(1, logits.shape(1)), caller, i);
-          values[i] = t.value_of(logits);
+          check_finite(logits.data(), logits.size(), std::max<std::size_t>(1, logits.shape(1)), caller, i);
+          const auto rows = t.rows(logits.shape(0));
+          tensor2 one({rows.size(), logits.shape(1)});
+          for (std::size_t k = 0; k < rows.size(); ++k) {
+            require<shape_error>(rows[k] < logits.shape(0), "glassbox::{}: row {} outside {} rows of logits", caller,
+                                 rows[k], logits.shape(0));
+            std::copy_n(logits.data() + rows[k] * logits.shape(1), logits.shape(1), one.data() + k * logits.shape(1));
+          }
+          use(i, std::move(one));
         }
       });
+}
+
+}  // namespace detail
+
+/// Evaluates target `t` on every token sequence of `inputs`: one value per input, identical for
+/// any batch size and thread count. Uses `logits_batch` for runs of equal-length inputs when the
+/// model has it. `caller` names the algorithm in errors and progress reports.
+template <Model M>
+std::vector<double> evaluate_target(const M& model, std::span<const token_sequence> inputs, const target& t,
+                                    const execution_options& exec = {}, std::string_view caller = "evaluate_target") {
+  std::vector<double> values(inputs.size());
+  detail::for_each_target_rows(model, inputs, t, exec, caller,
+                               [&](std::size_t i, const tensor2& rows) { values[i] = t.value(rows); });
+  return values;
+}
+
+/// Evaluates target `t` on every embedding matrix of `inputs` ([T, d] each), through the
+/// model's batched member when it has one and the shapes agree.
+template <EmbeddingModel M>
+std::vector<double> evaluate_target_on_embeddings(const M& model, std::span<const tensor2> inputs, const target& t,
+                                                  const execution_options& exec = {},
+                                                  std::string_view caller = "evaluate_target_on_embeddings") {
+  std::vector<double> values(inputs.size());
+  detail::for_each_target_rows_on_embeddings(model, inputs, t, exec, caller,
+                                             [&](std::size_t i, const tensor2& rows) { values[i] = t.value(rows); });
   return values;
 }
 

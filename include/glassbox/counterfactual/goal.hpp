@@ -194,33 +194,13 @@ class goal_evaluator {
 
   /// The goal's readings of input embeddings ([T, d] each); one model pass each.
   std::vector<goal_reading> evaluate_embeddings(std::span<const tensor2> inputs) requires EmbeddingModel<M> {
-    const std::vector<std::size_t> rows =
-        goal_.target().rows(output_rows_of(model_, inputs.empty() ? 1 : inputs[0].shape(0)));
-    std::vector<tensor2> selected(inputs.size());
-    run_batches(inputs.size(), exec_, worker_count(exec_, is_thread_safe<M>()), caller_,
-                [&](std::size_t begin, std::size_t end) {
-                  if constexpr (concepts::has_logits_from_embeddings_batch<M> && concepts::has_output_rows<M>) {
-                    const auto shape = inputs[begin].shape();
-                    const bool equal = std::all_of(inputs.begin() + static_cast<std::ptrdiff_t>(begin),
-                                                   inputs.begin() + static_cast<std::ptrdiff_t>(end),
-                                                   [&](const auto& e) { return e.shape() == shape; });
-                    if (equal && end - begin > 1) {
-                      tensor3 batch({end - begin, shape[0], shape[1]});
-                      for (std::size_t i = begin; i < end; ++i)
-                        std::copy_n(inputs[i].data(), inputs[i].size(), batch.data() + (i - begin) * inputs[i].size());
-                      split(model_.logits_from_embeddings_batch(batch, rows), begin, end, rows.size(), selected);
-                      return;
-                    }
-                  }
-                  for (std::size_t i = begin; i < end; ++i) {
-                    const tensor2 all = model_.logits_from_embeddings(inputs[i]);
-                    selected[i] = select(all, goal_.target().rows(all.shape(0)), i);
-                  }
-                });
+    std::vector<tensor2> rows(inputs.size());
+    for_each_target_rows_on_embeddings(model_, inputs, goal_.target(), exec_, caller_,
+                                       [&](std::size_t i, tensor2 r) { rows[i] = std::move(r); });
     evaluations_ += inputs.size();
     std::vector<goal_reading> out;
     out.reserve(inputs.size());
-    for (const tensor2& r : selected) out.push_back(read(r));
+    for (const tensor2& r : rows) out.push_back(read(r));
     return out;
   }
 
@@ -283,52 +263,9 @@ class goal_evaluator {
     return r;
   }
 
-  tensor2 select(const tensor2& all, const std::vector<std::size_t>& rows, std::size_t evaluation) const {
-    tensor2 out({rows.size(), all.shape(1)});
-    for (std::size_t k = 0; k < rows.size(); ++k) {
-      require<shape_error>(rows[k] < all.shape(0), "glassbox::{}: row {} outside {} rows of logits", caller_, rows[k],
-                           all.shape(0));
-      std::copy_n(all.data() + rows[k] * all.shape(1), all.shape(1), out.data() + k * all.shape(1));
-    }
-    check_finite(out.data(), out.size(), std::max<std::size_t>(1, out.shape(1)), caller_, evaluation);
-    return out;
-  }
-
-  void split(const tensor3& out, std::size_t begin, std::size_t end, std::size_t p, std::vector<tensor2>& to) const {
-    require<model_error>(out.shape(0) == end - begin && out.shape(1) == p,
-                         "glassbox::{}: the batched pass returned {} x {} rows, expected {} x {}", caller_,
-                         out.shape(0), out.shape(1), end - begin, p);
-    const std::size_t v = out.shape(2);
-    for (std::size_t i = begin; i < end; ++i) {
-      tensor2 one({p, v});
-      std::copy_n(out.data() + (i - begin) * p * v, p * v, one.data());
-      check_finite(one.data(), one.size(), std::max<std::size_t>(1, v), caller_, i);
-      to[i] = std::move(one);
-    }
-  }
-
   // The rows the goal reads, [P, V] per input, batched through logits_batch where the model has it.
   std::vector<tensor2> row_logits(std::span<const token_sequence> inputs) {
-    std::vector<tensor2> out(inputs.size());
-    const target& t = goal_.target();
-    run_batches(inputs.size(), exec_, worker_count(exec_, is_thread_safe<M>()), caller_,
-                [&](std::size_t begin, std::size_t end) {
-                  if constexpr (concepts::has_logits_batch<M> && concepts::has_output_rows<M>) {
-                    const std::size_t len = inputs[begin].size();
-                    const bool equal = std::all_of(inputs.begin() + static_cast<std::ptrdiff_t>(begin),
-                                                   inputs.begin() + static_cast<std::ptrdiff_t>(end),
-                                                   [&](const auto& s) { return s.size() == len; });
-                    if (equal && end - begin > 1) {
-                      token_matrix batch({end - begin, len});
-                      for (std::size_t i = begin; i < end; ++i)
-                        std::copy(inputs[i].begin(), inputs[i].end(), batch.data() + (i - begin) * len);
-                      const auto rows = t.rows(model_.output_rows(len));
-                      split(model_.logits_batch(batch, rows), begin, end, rows.size(), out);
-                      return;
-                    }
-                  }
-                  for (std::size_t i = begin; i < end; ++i) out[i] = target_rows(model_, inputs[i], t, caller_, i);
-                });
+    std::vector<tensor2> out = target_row_logits(model_, inputs, goal_.target(), exec_, caller_);
     evaluations_ += inputs.size();
     return out;
   }

@@ -53,42 +53,6 @@ struct order_sensitivity_result {
 
 namespace detail {
 
-/// The logits of the rows `t` reads, for each input: [rows, V] each, through logits_batch for
-/// equal-length batches when the model has it.
-template <Model M>
-std::vector<tensor2> target_row_logits(const M& model, std::span<const token_sequence> inputs, const target& t,
-                                       const execution_options& exec, std::string_view caller) {
-  std::vector<tensor2> out(inputs.size());
-  run_batches(inputs.size(), exec, worker_count(exec, is_thread_safe<M>()), caller,
-              [&](std::size_t begin, std::size_t end) {
-                if constexpr (concepts::has_logits_batch<M> && concepts::has_output_rows<M>) {
-                  const std::size_t len = inputs[begin].size();
-                  const bool equal = std::all_of(inputs.begin() + static_cast<std::ptrdiff_t>(begin),
-                                                 inputs.begin() + static_cast<std::ptrdiff_t>(end),
-                                                 [&](const auto& s) { return s.size() == len; });
-                  if (equal && end - begin > 1) {
-                    token_matrix batch({end - begin, len});
-                    for (std::size_t i = begin; i < end; ++i)
-                      std::copy(inputs[i].begin(), inputs[i].end(), batch.data() + (i - begin) * len);
-                    const auto rows = t.rows(model.output_rows(len));
-                    const tensor3 logits = model.logits_batch(batch, rows);
-                    const std::size_t p = logits.shape(1), v = logits.shape(2);
-                    require<model_error>(logits.shape(0) == end - begin && p == rows.size(),
-                                         "glassbox::{}: logits_batch returned {} x {} rows, expected {} x {}", caller,
-                                         logits.shape(0), p, end - begin, rows.size());
-                    for (std::size_t i = begin; i < end; ++i) {
-                      out[i] = tensor2({p, v});
-                      std::copy_n(logits.data() + (i - begin) * p * v, p * v, out[i].data());
-                      check_finite(out[i].data(), out[i].size(), std::max<std::size_t>(1, v), caller, i);
-                    }
-                    return;
-                  }
-                }
-                for (std::size_t i = begin; i < end; ++i) out[i] = target_rows(model, inputs[i], t, caller, i);
-              });
-  return out;
-}
-
 /// The id of the largest entry of a logits row (the lowest id on ties).
 template <class = void>
 inline token_id argmax_row(const float* z, std::size_t v) {
