@@ -386,6 +386,23 @@ TEST_CASE("loading vocab.json + merges.txt and tokenizer.json", "[io][bpe]") {
     auto duplicate = tj;
     duplicate["model"]["vocab"]["zz"] = 5;
     fails_with(duplicate, "id 5 is given to both");
+    // Found while writing fuzz/bpe_fuzz, confirmed with it: an id near 2^31 sized the tables to 2^31 entries before
+    // anything else was checked, and an id above 2^31 - 1 wrapped around to a small one.
+    auto far_id = tj;
+    far_id["model"]["vocab"]["zz"] = 2147483647;
+    fails_with(far_id, "token 'zz' has id 2147483647, but there are only ");
+    auto wrapping_id = tj;
+    wrapping_id["model"]["vocab"]["zz"] = 4294967296LL + 7;
+    fails_with(wrapping_id, "token 'zz' has id 4294967303; expected an id in [0, 2147483647]");
+    auto negative_wrapping_id = tj;
+    negative_wrapping_id["model"]["vocab"]["zz"] = -4294967296LL;
+    fails_with(negative_wrapping_id, "token 'zz' has id -4294967296; expected an id in [0, 2147483647]");
+    auto far_special = tj;
+    far_special["added_tokens"][0]["id"] = 100000;
+    fails_with(far_special, "token '<|endoftext|>' has id 100000, but there are only ");
+    auto wrapping_special = tj;
+    wrapping_special["added_tokens"][0]["id"] = 18446744073709551615ULL;
+    fails_with(wrapping_special, "added token \"<|endoftext|>\" has id 18446744073709551615; expected an id in");
     fails_with(nlohmann::json::array(), "has no \"model\" object");
     write(dir / "tokenizer.json", "{not json");
     REQUIRE_THROWS_WITH(bpe_tokenizer::load(dir), Contains("is not valid JSON"));
@@ -395,6 +412,22 @@ TEST_CASE("loading vocab.json + merges.txt and tokenizer.json", "[io][bpe]") {
     write(dir / "vocab.json", vocab.dump());
     write(dir / "merges.txt", "#version: 0.2\nh i\nthree parts here\n");
     REQUIRE_THROWS_WITH(bpe_tokenizer::load(dir), Contains("line 3: 'three parts here' is not a merge \"left right\""));
+    // The same id checks through vocab.json (fuzz/corpus/bpe_fuzz/crash-far-id.txt).
+    auto far = vocab;
+    far["zz"] = 2147483647;
+    write(dir / "vocab.json", far.dump());
+    write(dir / "merges.txt", "");
+    REQUIRE_THROWS_AS(bpe_tokenizer::load(dir), glassbox::io_error);
+    REQUIRE_THROWS_WITH(bpe_tokenizer::load(dir),
+                        Contains("vocab.json': token 'zz' has id 2147483647, but there are only"));
+    // Gaps below the limit stay allowed: an id beyond the others is a token, and the tokenizer's size follows it.
+    auto gap = vocab;
+    gap["zz"] = static_cast<int>(b.vocab.size()) + 500;
+    write(dir / "vocab.json", gap.dump());
+    const auto with_gap = bpe_tokenizer::load(dir);
+    CHECK(with_gap.size() == b.vocab.size() + 501);
+    CHECK(with_gap.find("zz") == static_cast<glassbox::token_id>(b.vocab.size() + 500));
+    CHECK_FALSE(with_gap.contains(static_cast<glassbox::token_id>(b.vocab.size() + 499)));
     const auto empty = scratch("empty");
     CHECK_FALSE(bpe_tokenizer::files_in(empty));
     REQUIRE_THROWS_WITH(bpe_tokenizer::load(empty), Contains("holds neither tokenizer.json nor vocab.json with merges.txt"));

@@ -772,6 +772,25 @@ TEST_CASE("vocabulary files: Windows line endings, no final newline, byte order 
   }
 }
 
+TEST_CASE("a first token that begins with U+FEFF survives save and load", "[io]") {
+  // Found by fuzz/vocabulary_fuzz (fuzz/corpus/vocabulary_fuzz/crash-bom-token.txt): a file starting with
+  // two byte order marks has the second as part of its first token; saved as it was, the token came back
+  // without it, so the reloaded vocabulary differed from the saved one.
+  temp_dir dir;
+  const std::string bom = "\xEF\xBB\xBF";
+  write_bytes(dir / "two_marks.txt", bom + bom + "<pad\nb\n");
+  const auto loaded = io::vocabulary::load(dir / "two_marks.txt");
+  CHECK(loaded.all_tokens() == std::vector<std::string>{bom + "<pad", "b"});
+  loaded.save(dir / "saved.txt");
+  CHECK(read_file_bytes(dir / "saved.txt") == bom + bom + "<pad\nb\n");
+  CHECK(io::vocabulary::load(dir / "saved.txt") == loaded);
+  // A mark inside a later token needs none, and a first token without one gets none.
+  const io::vocabulary later({"a", bom + "b"});
+  later.save(dir / "later.txt");
+  CHECK(read_file_bytes(dir / "later.txt") == "a\n" + bom + "b\n");
+  CHECK(io::vocabulary::load(dir / "later.txt") == later);
+}
+
 TEST_CASE("malformed vocabularies are rejected with the file and line named", "[io]") {
   temp_dir dir;
   const std::vector<std::pair<std::string, std::string>> cases = {

@@ -39,6 +39,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -327,8 +328,9 @@ class basic_bpe_tokenizer {
 
   /// Builds a tokenizer from a vocabulary (token strings in byte-to-unicode form, e.g. "Ġthe" -> 262),
   /// merges in rank order, and special tokens (content -> id; their ids may be outside `vocab`).
-  /// glassbox::io_error naming `source` if an id repeats or is negative, one of the 256 byte tokens is
-  /// missing, a token is not in byte-to-unicode form, or a merge's parts or result are not in the vocabulary.
+  /// glassbox::io_error naming `source` if an id repeats or is negative, or is 2 x (tokens + specials) + 1024
+  /// or more (ids index the tables: gaps are allowed, a file of mostly gaps is not), one of the 256 byte tokens
+  /// is missing, a token is not in byte-to-unicode form, or a merge's parts or result are not in the vocabulary.
   static basic_bpe_tokenizer from_parts(const std::vector<std::pair<std::string, token_id>>& vocab,
                                   const std::vector<merge>& merges,
                                   const std::vector<std::pair<std::string, token_id>>& specials,
@@ -431,7 +433,8 @@ class basic_bpe_tokenizer {
         if (!a.is_object() || !a.contains("content") || !a["content"].is_string() || !a.contains("id") ||
             !a["id"].is_number_integer())
           fail(fmt::format("added_tokens has an entry without string content and integer id: {}", a.dump()));
-        specials.emplace_back(a["content"].template get<std::string>(), a["id"].template get<token_id>());
+        specials.emplace_back(a["content"].template get<std::string>(),
+                              read_id(a["id"], fmt::format("added token {}", a["content"].dump()), file, function));
       }
     return from_parts(vocab, merges, specials, fmt::format("{}: '{}'", function, file.string()));
   }
@@ -551,11 +554,23 @@ class basic_bpe_tokenizer {
     std::vector<std::pair<std::string, token_id>> out;
     out.reserve(j.size());
     for (const auto& [key, value] : j.items()) {
-      if (!value.is_number_integer())
-        glassbox::detail::fail_file(function, file, "token '{}' has id {}; expected an integer", key, value.dump());
-      out.emplace_back(key, value.template get<token_id>());
+      out.emplace_back(key, read_id(value, fmt::format("token '{}'", key), file, function));
     }
     return out;
+  }
+
+  /// A token id of a JSON file: an integer in [0, 2^31 - 1] (a larger one would wrap around in token_id).
+  static token_id read_id(const Json& value, std::string_view what, const std::filesystem::path& file,
+                          std::string_view function) {
+    constexpr auto largest = static_cast<std::uint64_t>(std::numeric_limits<token_id>::max());
+    if (!value.is_number_integer())
+      glassbox::detail::fail_file(function, file, "{} has id {}; expected an integer", what, value.dump());
+    if (value.is_number_unsigned() ? value.template get<std::uint64_t>() > largest
+                                   : value.template get<std::int64_t>() < 0 ||
+                                         static_cast<std::uint64_t>(value.template get<std::int64_t>()) > largest)
+      glassbox::detail::fail_file(function, file, "{} has id {}; expected an id in [0, {}]", what, value.dump(),
+                                  largest);
+    return static_cast<token_id>(value.template get<std::int64_t>());
   }
 
   static merge parse_merge(std::string_view line, const std::filesystem::path& file, std::string_view where,
@@ -574,6 +589,14 @@ class basic_bpe_tokenizer {
     const auto byte_map = gpt2_byte_to_unicode();
     std::unordered_map<char32_t, unsigned char> unicode_to_byte;
     for (int b = 0; b < 256; ++b) unicode_to_byte[byte_map[b]] = static_cast<unsigned char>(b);
+    // The tables are indexed by id: ids may have gaps, but an id far beyond the number of tokens (a
+    // corrupt file) would size them to gigabytes, so it is rejected before anything is allocated.
+    const std::size_t count = vocab.size() + specials.size(), id_limit = 2 * count + 1024;
+    for (const auto* list : {&vocab, &specials})
+      for (const auto& [token, id] : *list)
+        if (id >= 0 && static_cast<std::size_t>(id) >= id_limit)
+          fail(fmt::format("token '{}' has id {}, but there are only {} tokens: ids must be below 2 x {} + 1024 = {}",
+                           token, id, count, count, id_limit));
     const auto add = [&](const std::string& token, token_id id, bool special) {
       if (id < 0) fail(fmt::format("token '{}' has a negative id {}", token, id));
       const auto index = static_cast<std::size_t>(id);

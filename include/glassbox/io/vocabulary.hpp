@@ -1,9 +1,10 @@
 // glassbox: word vocabularies and the whitespace tokenizer of the bundled models.
 //
 // File format: UTF-8 text, one token per line, token id = 0-based line number. Lines end in "\n" or
-// "\r\n"; the last line may or may not end in a newline; a UTF-8 byte order mark at the start is
-// skipped. A token is non-empty valid UTF-8 without ASCII whitespace, and appears once. Special tokens
-// are ordinary lines with conventional names: "<pad>" and "<unk>".
+// "\r\n"; the last line may or may not end in a newline; one UTF-8 byte order mark at the start is
+// skipped (save writes one when the first token itself begins with U+FEFF). A token is non-empty valid
+// UTF-8 without ASCII whitespace, and appears once. Special tokens are ordinary lines with conventional
+// names: "<pad>" and "<unk>".
 //
 // Example:
 //   auto vocab = glassbox::io::vocabulary::load("models/reviews/vocab.txt");
@@ -109,7 +110,7 @@ class vocabulary {
     constexpr std::string_view function = "glassbox::io::vocabulary::load";
     const std::string content = glassbox::detail::read_whole_file(file, function);
     std::string_view rest(content);
-    if (rest.starts_with("\xEF\xBB\xBF")) rest.remove_prefix(3);  // UTF-8 byte order mark
+    if (rest.starts_with(byte_order_mark)) rest.remove_prefix(byte_order_mark.size());
     if (rest.empty())
       glassbox::detail::fail_file(function, file, "file is empty (a vocabulary has at least one token)");
 
@@ -138,12 +139,15 @@ class vocabulary {
     return out;
   }
 
-  /// Writes the vocabulary, one token per line ending in "\n" (written to "<file>.partial", then renamed);
-  /// glassbox::error for an empty vocabulary, io_error if the file cannot be written.
+  /// Writes the vocabulary, one token per line ending in "\n" (written to "<file>.partial", then renamed),
+  /// preceded by a byte order mark when the first token starts with U+FEFF (load skips one, so the token
+  /// reads back whole); glassbox::error for an empty vocabulary, io_error if the file cannot be written.
   void save(const std::filesystem::path& file) const {
     constexpr std::string_view function = "glassbox::io::vocabulary::save";
     glassbox::detail::require(!tokens_.empty(), "{}: '{}': cannot save an empty vocabulary", function, file.string());
     glassbox::detail::write_file_atomically(file, function, [&](std::ofstream& out) {
+      if (tokens_.front().starts_with(byte_order_mark))
+        out.write(byte_order_mark.data(), static_cast<std::streamsize>(byte_order_mark.size()));
       for (const auto& t : tokens_) {
         out.write(t.data(), static_cast<std::streamsize>(t.size()));
         out.put('\n');
@@ -239,6 +243,9 @@ class vocabulary {
   friend bool operator==(const vocabulary& a, const vocabulary& b) { return a.tokens_ == b.tokens_; }
 
  private:
+  // The UTF-8 byte order mark (U+FEFF), skipped once at the start of a file.
+  static constexpr std::string_view byte_order_mark = "\xEF\xBB\xBF";
+
   // Calls too_many(limit) when `count` tokens would not all have a token_id.
   template <class Fail>
   static void check_size(std::size_t count, Fail&& too_many) {
