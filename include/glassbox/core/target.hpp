@@ -261,4 +261,37 @@ class output_seed {
   value_function value_;
 };
 
+/// A scalar of a model's output rows and its derivative, in the model's own precision: the
+/// counterpart of output_seed for double models (models::basic_gpt2<double>, adapters::basic_libtorch_model<double>)
+/// and for float callers who want it.
+template <class Scalar>
+class basic_output_seed {
+ public:
+  /// Output rows read, ascending, for an output of n rows.
+  using rows_function = std::function<std::vector<std::size_t>(std::size_t n_rows)>;
+  /// Value from the rows' logits [P, V]; writes the derivative into d_row_logits (resized by the callee).
+  using value_function =
+      std::function<double(const xt::xtensor<Scalar, 2>& row_logits, xt::xtensor<Scalar, 2>& d_row_logits)>;
+
+  /// A seed from its two functions.
+  basic_output_seed(rows_function rows, value_function value) : rows_(std::move(rows)), value_(std::move(value)) {}
+
+  /// The rows the scalar reads.
+  std::vector<std::size_t> rows(std::size_t n_rows) const { return rows_(n_rows); }
+
+  /// The scalar's value; writes d value / d row_logits into d_row_logits.
+  double operator()(const xt::xtensor<Scalar, 2>& row_logits, xt::xtensor<Scalar, 2>& d_row_logits) const {
+    const double v = value_(row_logits, d_row_logits);
+    detail::require<shape_error>(d_row_logits.shape() == row_logits.shape(),
+                                 "glassbox::basic_output_seed: the derivative has {} x {} entries, the logits {} x {}",
+                                 d_row_logits.shape(0), d_row_logits.shape(1), row_logits.shape(0),
+                                 row_logits.shape(1));
+    return v;
+  }
+
+ private:
+  rows_function rows_;
+  value_function value_;
+};
+
 }  // namespace glassbox
