@@ -203,9 +203,11 @@ template <AttentionModel M>
 tensor4 model_attentions(const M& model, token_span tokens, std::string_view caller) {
   require<shape_error>(!tokens.empty(), "glassbox::{}: tokens must not be empty", caller);
   tensor4 a = model.attentions(tokens);
-  require<model_error>(a.shape(2) == tokens.size() && a.shape(3) == tokens.size(),
-                       "glassbox::{}: the model returned attentions of [{}, {}, {}, {}] for {} tokens", caller,
-                       a.shape(0), a.shape(1), a.shape(2), a.shape(3), tokens.size());
+  require<model_error>(a.shape(0) >= 1 && a.shape(1) >= 1 && a.shape(2) == tokens.size() && a.shape(3) == tokens.size(),
+                       "glassbox::{}: attentions() returned [{}, {}, {}, {}] for {} tokens, expected [L, H, T, T] = "
+                       "[L, H, {}, {}] with L, H >= 1",
+                       caller, a.shape(0), a.shape(1), a.shape(2), a.shape(3), tokens.size(), tokens.size(),
+                       tokens.size());
   check_finite(a.data(), a.size(), tokens.size(), caller, 0, "attentions");
   return a;
 }

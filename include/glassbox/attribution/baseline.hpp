@@ -22,6 +22,7 @@
 #include <utility>
 
 #include "glassbox/core/error.hpp"
+#include "glassbox/core/execution.hpp"
 #include "glassbox/core/model.hpp"
 #include "glassbox/core/types.hpp"
 
@@ -148,7 +149,7 @@ baseline resolve_baseline(const M& model, const std::optional<baseline>& request
 /// The baseline input embeddings [T, d] for `tokens` (every position absent) on an EmbeddingModel.
 template <EmbeddingModel M>
 tensor2 baseline_embeddings(const M& model, token_span tokens, const baseline& b, std::string_view caller) {
-  const tensor2 e = model.embed(tokens);
+  const tensor2 e = model_embeddings(model, tokens, caller);
   const std::size_t t = e.shape(0), d = e.shape(1);
   switch (b.kind()) {
     case baseline_kind::zero: return xt::zeros<float>({t, d});
@@ -165,7 +166,7 @@ tensor2 baseline_embeddings(const M& model, token_span tokens, const baseline& b
     case baseline_kind::pad_token:
     case baseline_kind::token: {
       const token_sequence replaced(t, baseline_token(model, b, caller));
-      return model.embed(replaced);
+      return model_embeddings(model, replaced, caller);
     }
     case baseline_kind::removal:
       fail("glassbox::{}: baseline removal deletes tokens, so it has no embeddings; gradient methods need pad, token, "

@@ -46,9 +46,12 @@ std::vector<float> last_logits(const M& model, token_span tokens, std::string_vi
                          tokens.size());
     const std::size_t last = rows - 1;
     row = model.logits_at(tokens, std::span<const std::size_t>(&last, 1));
+    require<model_error>(row.shape(0) == 1 && row.shape(1) >= 1,
+                         "glassbox::{}: logits_at() returned [{}, {}] for 1 requested row, expected [1, V] with V >= 1",
+                         caller, row.shape(0), row.shape(1));
   } else {
     const tensor2 all = model.logits(tokens);
-    require<model_error>(all.shape(0) >= 1, "glassbox::{}: the model returned no logits rows", caller);
+    check_logits_shape(model, all, tokens.size(), caller, "logits()");
     row = tensor2({1, all.shape(1)});
     std::copy_n(all.data() + (all.shape(0) - 1) * all.shape(1), all.shape(1), row.data());
   }

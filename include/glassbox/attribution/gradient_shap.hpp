@@ -56,7 +56,7 @@ attribution_result gradient_shap(const M& model, token_span tokens, const target
                   "glassbox::gradient_shap: stdev must be finite and >= 0, got {}", options.stdev);
   detail::require(!options.baselines.empty(), "glassbox::gradient_shap: baselines must not be empty");
   detail::require_tokens(tokens, caller);
-  const tensor2 x = model.embed(tokens);
+  const tensor2 x = detail::model_embeddings(model, tokens, "gradient_shap");
   const std::vector<tensor2> bases = detail::baseline_embedding_list(
       model, tokens, std::span<const glassbox::baseline>(options.baselines), caller, "baselines");
   for (const auto& b : bases)

@@ -338,7 +338,7 @@ attribution_result integrated_gradients(const M& model, token_span tokens, const
                                         const integrated_gradients_options& options = {}) {
   static_assert(check_differentiable_model<M>());
   detail::require_tokens(tokens, "integrated_gradients");
-  const tensor2 x = model.embed(tokens);
+  const tensor2 x = detail::model_embeddings(model, tokens, "integrated_gradients");
   const embedding_attributions a =
       attribute_embeddings(model, tokens, std::span<const tensor2>(&x, 1), t, options, options.execution);
   return detail::gradient_result("integrated_gradients", tokens, t, a, aggregate_tokens(a.scores[0], options),

@@ -57,7 +57,7 @@ namespace detail {
 /// The hidden state [T, d] at index `layer` for `tokens`, checked (one forward pass).
 template <InterventionModel M>
 tensor2 hidden_state_at(const M& model, token_span tokens, std::size_t layer, std::string_view caller) {
-  const tensor3 all = model.hidden_states(tokens);
+  const tensor3 all = model_hidden_states(model, tokens, caller);
   require<model_error>(all.dimension() == 3 && all.shape(0) >= 1 && all.shape(1) == tokens.size(),
                        "glassbox::{}: hidden_states returned [{}, {}, {}] for {} tokens", caller, all.shape(0),
                        all.shape(1), all.shape(2), tokens.size());

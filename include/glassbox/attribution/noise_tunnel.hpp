@@ -91,7 +91,7 @@ attribution_result noise_tunnel(const M& model, token_span tokens, const target&
                 "and recorded_options (see glassbox/attribution/saliency.hpp)");
   detail::validate_noise_tunnel(options);
   detail::require_tokens(tokens, "noise_tunnel");
-  const tensor2 x = model.embed(tokens);
+  const tensor2 x = detail::model_embeddings(model, tokens, "noise_tunnel");
 
   // All noise is drawn here, sample by sample, before any model call.
   rng g(options.seed);

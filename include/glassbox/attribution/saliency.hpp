@@ -194,7 +194,7 @@ template <class M>
 attribution_result saliency(const M& model, token_span tokens, const target& t, const saliency_options& options = {}) {
   static_assert(check_differentiable_model<M>());
   detail::require_tokens(tokens, "saliency");
-  const tensor2 x = model.embed(tokens);
+  const tensor2 x = detail::model_embeddings(model, tokens, "saliency");
   const embedding_attributions a =
       attribute_embeddings(model, tokens, std::span<const tensor2>(&x, 1), t, options, options.execution);
   return detail::gradient_result("saliency", tokens, t, a, aggregate_tokens(a.scores[0], options),
@@ -255,7 +255,7 @@ attribution_result input_x_gradient(const M& model, token_span tokens, const tar
                                     const input_x_gradient_options& options = {}) {
   static_assert(check_differentiable_model<M>());
   detail::require_tokens(tokens, "input_x_gradient");
-  const tensor2 x = model.embed(tokens);
+  const tensor2 x = detail::model_embeddings(model, tokens, "input_x_gradient");
   const embedding_attributions a =
       attribute_embeddings(model, tokens, std::span<const tensor2>(&x, 1), t, options, options.execution);
   return detail::gradient_result("input_x_gradient", tokens, t, a, aggregate_tokens(a.scores[0], options),

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <span>
 #include <stop_token>
+#include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
@@ -187,13 +188,72 @@ std::size_t output_rows_of(const M& model, std::size_t length) {
 }
 
 /// Throws model_error if `values` holds a NaN or Inf, naming the caller and the evaluation.
-inline void check_finite(const float* values, std::size_t count, std::size_t columns, std::string_view caller,
-                         std::size_t evaluation, std::string_view what = "logits") {
+template <class Real>
+void check_finite(const Real* values, std::size_t count, std::size_t columns, std::string_view caller,
+                  std::size_t evaluation, std::string_view what = "logits") {
   for (std::size_t i = 0; i < count; ++i) {
     if (!std::isfinite(values[i]))
       fail<model_error>("glassbox::{}: the model returned {} in its {} at evaluation {} (row {}, column {})", caller,
                         values[i], what, evaluation, i / columns, i % columns);
   }
+}
+
+/// Throws model_error unless `logits`, what the adapter's `member` returned for `tokens` positions, is
+/// [rows, V] with V >= 1 and rows = output_rows(T) when the model declares it, else T or 1 (a
+/// classifier). A wrong row count would otherwise make a target read the wrong row without a word.
+template <class M>
+void check_logits_shape(const M& model, const tensor2& logits, std::size_t tokens, std::string_view caller,
+                        std::string_view member) {
+  const std::size_t rows = logits.shape(0), columns = logits.shape(1);
+  const std::string v = columns >= 1 ? fmt::format("{}", columns) : std::string("V");
+  if constexpr (concepts::has_output_rows<M>) {
+    const std::size_t want = model.output_rows(tokens);
+    require<model_error>(rows == want && columns >= 1,
+                         "glassbox::{}: {} returned [{}, {}] for {} tokens, expected [output_rows(T), V] = [{}, {}] "
+                         "with V >= 1",
+                         caller, member, rows, columns, tokens, want, v);
+  } else {
+    (void)model;
+    require<model_error>((rows == tokens || rows == 1) && columns >= 1,
+                         "glassbox::{}: {} returned [{}, {}] for {} tokens, expected [T, V] = [{}, {}] with V >= 1 "
+                         "(or [1, V] for a classifier; declare output_rows(T) to say which)",
+                         caller, member, rows, columns, tokens, tokens, v);
+  }
+}
+
+/// Throws model_error unless `out`, what the adapter's batched `member` returned, is [B, P, V] with
+/// B = `batch`, P = `rows` (the rows asked for) and V >= 1.
+inline void check_batch_logits_shape(const tensor3& out, std::size_t batch, std::size_t rows, std::string_view caller,
+                                     std::string_view member) {
+  require<model_error>(out.shape(0) == batch && out.shape(1) == rows && out.shape(2) >= 1,
+                       "glassbox::{}: {} returned [{}, {}, {}], expected [B, P, V] = [{}, {}, V] with V >= 1", caller,
+                       member, out.shape(0), out.shape(1), out.shape(2), batch, rows);
+}
+
+/// The adapter's embed(tokens) in its own precision, checked: [T, d] with T = tokens.size() and
+/// d >= 1, finite; a model_error naming embed() otherwise.
+template <EmbeddingModel M>
+auto model_embeddings(const M& model, token_span tokens, std::string_view caller) {
+  auto e = model.embed(tokens);
+  require<model_error>(e.shape(0) == tokens.size() && e.shape(1) >= 1,
+                       "glassbox::{}: embed() returned [{}, {}] for {} tokens, expected [T, d] = [{}, d] with d >= 1",
+                       caller, e.shape(0), e.shape(1), tokens.size(), tokens.size());
+  check_finite(e.data(), e.size(), e.shape(1), caller, 0, "embeddings (embed())");
+  return e;
+}
+
+/// The adapter's hidden_states(tokens) in its own precision, checked: [L + 1, T, d] with
+/// T = tokens.size() and L + 1, d >= 1, finite; a model_error naming hidden_states() otherwise.
+/// `evaluation` numbers the call.
+template <ActivationModel M>
+auto model_hidden_states(const M& model, token_span tokens, std::string_view caller, std::size_t evaluation = 0) {
+  auto h = model.hidden_states(tokens);
+  require<model_error>(h.shape(0) >= 1 && h.shape(1) == tokens.size() && h.shape(2) >= 1,
+                       "glassbox::{}: hidden_states() returned [{}, {}, {}] for {} tokens, expected [L + 1, T, d] = "
+                       "[L + 1, {}, d] with L + 1, d >= 1",
+                       caller, h.shape(0), h.shape(1), h.shape(2), tokens.size(), tokens.size());
+  check_finite(h.data(), h.size(), h.shape(2), caller, evaluation, "hidden states (hidden_states())");
+  return h;
 }
 
 /// The logits rows `t` reads for one input, computed as cheaply as the model allows.
@@ -204,8 +264,13 @@ tensor2 target_rows(const M& model, token_span tokens, const target& t, std::str
   if constexpr (concepts::has_logits_at<M>) {
     const auto rows = t.rows(model.output_rows(tokens.size()));
     rows_logits = model.logits_at(tokens, rows);
+    require<model_error>(rows_logits.shape(0) == rows.size() && rows_logits.shape(1) >= 1,
+                         "glassbox::{}: logits_at() returned [{}, {}] for {} requested rows, expected [{}, V] with "
+                         "V >= 1",
+                         caller, rows_logits.shape(0), rows_logits.shape(1), rows.size(), rows.size());
   } else {
     const tensor2 logits = model.logits(tokens);
+    check_logits_shape(model, logits, tokens.size(), caller, "logits()");
     const auto rows = t.rows(logits.shape(0));
     rows_logits = tensor2({rows.size(), logits.shape(1)});
     for (std::size_t i = 0; i < rows.size(); ++i) {
@@ -227,6 +292,9 @@ void for_each_target_rows(const M& model, std::span<const token_sequence> inputs
                           const execution_options& exec, std::string_view caller, Use&& use) {
   run_batches(inputs.size(), exec, worker_count(exec, is_thread_safe<M>()), caller,
               [&](std::size_t begin, std::size_t end) {
+                for (std::size_t i = begin; i < end; ++i)
+                  require<shape_error>(!inputs[i].empty(), "glassbox::{}: input {} must not be empty (no tokens)",
+                                       caller, i);
                 if constexpr (concepts::has_logits_batch<M> && concepts::has_output_rows<M>) {
                   const std::size_t len = inputs[begin].size();
                   const bool equal = std::all_of(inputs.begin() + static_cast<std::ptrdiff_t>(begin),
@@ -239,9 +307,7 @@ void for_each_target_rows(const M& model, std::span<const token_sequence> inputs
                     const auto rows = t.rows(model.output_rows(len));
                     const tensor3 out = model.logits_batch(batch, rows);
                     const std::size_t p = out.shape(1), v = out.shape(2);
-                    require<model_error>(out.shape(0) == end - begin && p == rows.size(),
-                                         "glassbox::{}: logits_batch returned {} x {} rows, expected {} x {}", caller,
-                                         out.shape(0), p, end - begin, rows.size());
+                    check_batch_logits_shape(out, end - begin, rows.size(), caller, "logits_batch()");
                     for (std::size_t i = begin; i < end; ++i) {
                       tensor2 one({p, v});
                       std::copy_n(out.data() + (i - begin) * p * v, p * v, one.data());
@@ -273,6 +339,9 @@ void for_each_target_rows_on_embeddings(const M& model, std::span<const tensor2>
                                         const execution_options& exec, std::string_view caller, Use&& use) {
   run_batches(
       inputs.size(), exec, worker_count(exec, is_thread_safe<M>()), caller, [&](std::size_t begin, std::size_t end) {
+        for (std::size_t i = begin; i < end; ++i)
+          require<shape_error>(inputs[i].shape(0) >= 1, "glassbox::{}: input {} must not be empty (no positions)",
+                               caller, i);
         if constexpr (concepts::has_logits_from_embeddings_batch<M> && concepts::has_output_rows<M>) {
           const auto shape = inputs[begin].shape();
           const bool equal = std::all_of(inputs.begin() + static_cast<std::ptrdiff_t>(begin),
@@ -285,9 +354,7 @@ void for_each_target_rows_on_embeddings(const M& model, std::span<const tensor2>
             const auto rows = t.rows(model.output_rows(shape[0]));
             const tensor3 out = model.logits_from_embeddings_batch(batch, rows);
             const std::size_t p = out.shape(1), v = out.shape(2);
-            require<model_error>(out.shape(0) == end - begin && p == rows.size(),
-                                 "glassbox::{}: logits_from_embeddings_batch returned {} x {} rows, expected {} x {}",
-                                 caller, out.shape(0), p, end - begin, rows.size());
+            check_batch_logits_shape(out, end - begin, rows.size(), caller, "logits_from_embeddings_batch()");
             for (std::size_t i = begin; i < end; ++i) {
               tensor2 one({p, v});
               std::copy_n(out.data() + (i - begin) * p * v, p * v, one.data());
@@ -299,6 +366,7 @@ void for_each_target_rows_on_embeddings(const M& model, std::span<const tensor2>
         }
         for (std::size_t i = begin; i < end; ++i) {
           const tensor2 logits = model.logits_from_embeddings(inputs[i]);
+          check_logits_shape(model, logits, inputs[i].shape(0), caller, "logits_from_embeddings()");
           check_finite(logits.data(), logits.size(), std::max<std::size_t>(1, logits.shape(1)), caller, i);
           const auto rows = t.rows(logits.shape(0));
           tensor2 one({rows.size(), logits.shape(1)});
@@ -365,9 +433,16 @@ std::vector<value_and_gradient<tensor2>> embedding_gradients(const M& model, std
             for (std::size_t i = begin; i < end; ++i)
               std::copy_n(inputs[i].data(), inputs[i].size(), batch.data() + (i - begin) * inputs[i].size());
             const batch_gradient_result r = model.embedding_gradient_batch(batch, seed);
-            detail::require<model_error>(r.values.size() == end - begin && r.gradients.shape(0) == end - begin,
-                                 "glassbox::{}: embedding_gradient_batch returned {} values for {} inputs", caller,
+            detail::require<model_error>(r.values.size() == end - begin,
+                                 "glassbox::{}: embedding_gradient_batch() returned {} values for {} inputs", caller,
                                  r.values.size(), end - begin);
+            detail::require<model_error>(
+                r.gradients.shape(0) == end - begin && r.gradients.shape(1) == shape[0] &&
+                    r.gradients.shape(2) == shape[1],
+                "glassbox::{}: embedding_gradient_batch() returned gradients of [{}, {}, {}], expected [B, T, d] = "
+                "[{}, {}, {}]",
+                caller, r.gradients.shape(0), r.gradients.shape(1), r.gradients.shape(2), end - begin, shape[0],
+                shape[1]);
             for (std::size_t i = begin; i < end; ++i) {
               out[i].value = r.values[i - begin];
               out[i].gradient = tensor2({shape[0], shape[1]});
@@ -381,7 +456,8 @@ std::vector<value_and_gradient<tensor2>> embedding_gradients(const M& model, std
         for (std::size_t i = begin; i < end; ++i) {
           out[i] = model.embedding_gradient(inputs[i], seed);
           detail::require<model_error>(out[i].gradient.shape() == inputs[i].shape(),
-                               "glassbox::{}: embedding_gradient returned a {} x {} gradient for {} x {} embeddings",
+                               "glassbox::{}: embedding_gradient() returned a [{}, {}] gradient for [{}, {}] "
+                               "embeddings",
                                caller, out[i].gradient.shape(0), out[i].gradient.shape(1), inputs[i].shape(0),
                                inputs[i].shape(1));
           check(out[i], i);
@@ -408,9 +484,7 @@ std::vector<double> evaluate_resumed(std::size_t n, std::span<const std::size_t>
   run_batches(n, exec, workers, caller, [&](std::size_t begin, std::size_t end) {
     const tensor3 out = resume(begin, end, std::span<const std::size_t>(starts.data() + begin, end - begin), rows);
     const std::size_t p = out.shape(1), v = out.shape(2);
-    require<model_error>(out.shape(0) == end - begin && p == rows.size(),
-                         "glassbox::{}: the resumed pass returned {} x {} rows, expected {} x {}", caller, out.shape(0),
-                         p, end - begin, rows.size());
+    check_batch_logits_shape(out, end - begin, rows.size(), caller, "the resumed pass (logits_*_from_prefix())");
     for (std::size_t i = begin; i < end; ++i) {
       tensor2 one({p, v});
       std::copy_n(out.data() + (i - begin) * p * v, p * v, one.data());
@@ -498,6 +572,7 @@ std::vector<double> evaluate_target_on_hidden(const M& model, token_span tokens,
                       [&](std::size_t begin, std::size_t end) {
                         for (std::size_t i = begin; i < end; ++i) {
                           const tensor2 logits = model.logits_from_hidden(tokens, layer, inputs[i]);
+                          detail::check_logits_shape(model, logits, tokens.size(), caller, "logits_from_hidden()");
                           detail::check_finite(logits.data(), logits.size(), std::max<std::size_t>(1, logits.shape(1)),
                                                caller, i);
                           values[i] = t.value_of(logits);
@@ -522,8 +597,8 @@ std::vector<value_and_gradient<tensor2>> hidden_gradients(const M& model, token_
         for (std::size_t i = begin; i < end; ++i) {
           out[i] = model.hidden_gradient(tokens, layer, inputs[i], seed);
           detail::require<model_error>(out[i].gradient.shape() == inputs[i].shape(),
-                                       "glassbox::{}: hidden_gradient returned a {} x {} gradient for {} x {} hidden "
-                                       "states",
+                                       "glassbox::{}: hidden_gradient() returned a [{}, {}] gradient for [{}, {}] "
+                                       "hidden states",
                                        caller, out[i].gradient.shape(0), out[i].gradient.shape(1), inputs[i].shape(0),
                                        inputs[i].shape(1));
           detail::require<model_error>(std::isfinite(out[i].value),

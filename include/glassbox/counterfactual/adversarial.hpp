@@ -212,7 +212,7 @@ tensor2 vocabulary_embeddings(const M& model, std::span<const token_id> ids) {
     // One id per call: a model may bound the length of a sequence (GPT-2: n_positions).
     tensor2 out;
     for (std::size_t j = 0; j < ids.size(); ++j) {
-      const tensor2 row = model.embed(ids.subspan(j, 1));
+      const tensor2 row = model_embeddings(model, ids.subspan(j, 1), "projected_token_attack");
       if (j == 0) out = tensor2({ids.size(), row.shape(1)});
       std::copy_n(row.data(), row.shape(1), out.data() + j * row.shape(1));
     }
@@ -234,7 +234,7 @@ adversarial_result fgsm(const M& model, token_span tokens, const counterfactual_
   detail::require_attack(model, tokens, options.epsilon, options.fixed_positions, "fgsm");
   detail::goal_evaluator<M> eval(model, tokens, goal, options.execution, "fgsm");
   const std::vector<bool> editable = detail::editable_positions(tokens.size(), options.fixed_positions);
-  const tensor2 e = model.embed(tokens);
+  const tensor2 e = detail::model_embeddings(model, tokens, "fgsm");
   const auto g = eval.margin_gradients(std::span<const tensor2>(&e, 1));
   tensor2 delta =
       static_cast<float>(options.epsilon) * detail::descent_direction(g[0].gradient, options.norm, editable);
@@ -269,7 +269,7 @@ adversarial_result pgd(const M& model, token_span tokens, const counterfactual_g
                   "glassbox::pgd: step_size must be > 0 (or 0 for the default), got {}", options.step_size);
   detail::goal_evaluator<M> eval(model, tokens, goal, options.execution, "pgd");
   const std::vector<bool> editable = detail::editable_positions(tokens.size(), options.fixed_positions);
-  const tensor2 e = model.embed(tokens);
+  const tensor2 e = detail::model_embeddings(model, tokens, "pgd");
   const double alpha =
       options.step_size > 0 ? options.step_size : 2.5 * options.epsilon / static_cast<double>(options.iterations);
   tensor2 delta = options.random_start ? detail::random_start_point(e.shape(0), e.shape(1), options.epsilon,
@@ -326,7 +326,7 @@ adversarial_result projected_token_attack(const M& model, token_span tokens, con
     for (std::size_t j = 0; j < candidates.size(); ++j) candidates[j] = static_cast<token_id>(j);
   }
   const tensor2 table = detail::vocabulary_embeddings(model, candidates);
-  const tensor2 e = model.embed(tokens);
+  const tensor2 e = detail::model_embeddings(model, tokens, caller);
   const std::size_t d = e.shape(1);
   const double alpha =
       options.step_size > 0 ? options.step_size : 2.5 * options.epsilon / static_cast<double>(options.steps_per_round);

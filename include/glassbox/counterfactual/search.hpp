@@ -103,7 +103,7 @@ std::vector<double> guidance_scores(goal_evaluator<M>& eval, token_span tokens, 
   std::vector<double> scores(n, 0.0);
   if (guidance == counterfactual_guidance::input_x_gradient) {
     if constexpr (DifferentiableModel<M>) {
-      const tensor2 e = eval.model().embed(tokens);
+      const tensor2 e = model_embeddings(eval.model(), tokens, caller);
       const auto g = eval.margin_gradients(std::span<const tensor2>(&e, 1));
       const std::size_t d = e.shape(1);
       for (std::size_t i = 0; i < n; ++i)

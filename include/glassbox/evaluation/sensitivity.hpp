@@ -166,7 +166,7 @@ infidelity_result infidelity(const M& model, token_span tokens, const target& t,
   detail::require(options.samples >= 1, "glassbox::infidelity: samples must be >= 1, got {}", options.samples);
   detail::require(options.noise > 0 && std::isfinite(options.noise),
                   "glassbox::infidelity: noise must be > 0 and finite, got {}", options.noise);
-  const tensor2 x = model.embed(tokens);
+  const tensor2 x = detail::model_embeddings(model, tokens, caller);
   detail::require<shape_error>(embedding_scores.dimension() == 2 && embedding_scores.shape(0) == x.shape(0) &&
                                    embedding_scores.shape(1) == x.shape(1),
                                "glassbox::infidelity: embedding_scores must be [{}, {}], got [{}, {}]", x.shape(0),
@@ -250,7 +250,8 @@ template <class M, class Explain>
 max_sensitivity_result max_sensitivity(const M& model, token_span tokens, Explain&& explain,
                                        const max_sensitivity_options& options = {}) {
   static_assert(check_embedding_model<M>());
-  return max_sensitivity(model.embed(tokens), std::forward<Explain>(explain), options);
+  return max_sensitivity(detail::model_embeddings(model, tokens, "max_sensitivity"), std::forward<Explain>(explain),
+                         options);
 }
 
 }  // namespace glassbox

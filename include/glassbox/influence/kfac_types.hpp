@@ -125,7 +125,29 @@ struct kfac_layer_factors {
   std::size_t augmented_input_dim() const { return input_dim + (has_bias ? 1 : 0); }
   /// The parameters of the layer, d_out x (d_in + 1) (or d_out x d_in without a bias).
   std::size_t parameter_count() const { return output_dim * augmented_input_dim(); }
+  /// The floats the fitted tensors above hold (4 bytes each, in memory and in a factors file).
+  std::size_t stored_floats() const {
+    return activation_covariance.size() + gradient_covariance.size() + activation_eigenvalues.size() +
+           activation_eigenvectors.size() + gradient_eigenvalues.size() + gradient_eigenvectors.size() + lambda.size();
+  }
 };
+
+/// The floats fitted factors of one linear layer with d_in inputs and d_out outputs hold, with
+/// a = d_in + 1 (with a bias) or d_in: ekfac 2 a^2 + a + 2 d_out^2 + d_out + d_out a (A, Q_A,
+/// l_A, S, Q_S, l_S, Lambda); kfac the same without Lambda; diagonal d_out a; identity 0. Plans
+/// memory before fitting (docs/robustness.md, "Resource bounds").
+constexpr std::size_t kfac_layer_floats(factor_method method, std::size_t d_in, std::size_t d_out,
+                                        bool has_bias = true) {
+  const std::size_t a = d_in + (has_bias ? 1 : 0);
+  const std::size_t kronecker = 2 * a * a + a + 2 * d_out * d_out + d_out;
+  switch (method) {
+    case factor_method::ekfac: return kronecker + d_out * a;
+    case factor_method::kfac: return kronecker;
+    case factor_method::diagonal: return d_out * a;
+    case factor_method::identity: return 0;
+  }
+  return 0;
+}
 
 /// Fitted K-FAC / EK-FAC / diagonal / identity curvature of a model: everything scoring needs.
 struct kfac_factors {

@@ -179,7 +179,7 @@ void fill_activation_rows(const M& model, std::span<const token_sequence> inputs
   for (std::size_t s = begin; s < end; ++s) {
     const std::size_t r0 = plan.first_row[s], r1 = plan.first_row[s + 1];
     if (r0 == r1) continue;
-    const tensor3 h = model.hidden_states(token_span(inputs[s]));
+    const tensor3 h = model_hidden_states(model, token_span(inputs[s]), who, s);
     const std::size_t t = inputs[s].size(), d = out.front().shape(1);
     require<model_error>(h.shape(1) == t && h.shape(2) == d,
                          "glassbox::{}: hidden_states returned [{}, {}, {}] for sequence {} of {} tokens, expected "
@@ -236,7 +236,7 @@ activation_set collect(const M& model, std::span<const token_sequence> inputs, c
   // The model's shape, from the first sequence with a row.
   std::size_t probe_seq = 0;
   while (plan.first_row[probe_seq] == plan.first_row[probe_seq + 1]) ++probe_seq;
-  const tensor3 first = model.hidden_states(token_span(inputs[probe_seq]));
+  const tensor3 first = model_hidden_states(model, token_span(inputs[probe_seq]), who, probe_seq);
   require<model_error>(first.shape(0) >= 1 && first.shape(1) == inputs[probe_seq].size() && first.shape(2) >= 1,
                        "glassbox::{}: hidden_states returned [{}, {}, {}] for {} tokens", who, first.shape(0),
                        first.shape(1), first.shape(2), inputs[probe_seq].size());

@@ -558,6 +558,7 @@ inline void check_logistic_options(const logistic_regression_options& o, std::st
   require(o.C > 0 && std::isfinite(o.C), "glassbox::{}: C must be > 0 and finite, got {}", who, o.C);
   require(o.tol >= 0 && std::isfinite(o.tol), "glassbox::{}: tol must be >= 0 and finite, got {}", who, o.tol);
   require(o.ftol >= 0 && std::isfinite(o.ftol), "glassbox::{}: ftol must be >= 0 and finite, got {}", who, o.ftol);
+  require(o.max_iterations >= 1, "glassbox::{}: max_iterations must be >= 1, got {}", who, o.max_iterations);
   require(o.history >= 1, "glassbox::{}: history must be >= 1, got {}", who, o.history);
   require(o.max_line_search >= 1, "glassbox::{}: max_line_search must be >= 1, got {}", who, o.max_line_search);
 }

@@ -190,7 +190,7 @@ std::vector<tensor2> pooled_hidden_gradients(const M& model, std::span<const tok
   for (std::size_t i = 0; i < inputs.size(); ++i)
     detail::require<shape_error>(!inputs[i].empty(), "glassbox::{}: inputs must not be empty, got an empty input at {}",
                                  who, i);
-  const tensor3 first = model.hidden_states(token_span(inputs[0]));
+  const tensor3 first = detail::model_hidden_states(model, token_span(inputs[0]), who);
   const std::size_t width = first.shape(2);
   for (const auto k : layers)
     detail::require<shape_error>(k < first.shape(0),
@@ -204,7 +204,7 @@ std::vector<tensor2> pooled_hidden_gradients(const M& model, std::span<const tok
       [&](std::size_t begin, std::size_t end) {
         for (std::size_t i = begin; i < end; ++i) {
           const token_span tokens(inputs[i]);
-          const tensor3 h = model.hidden_states(tokens);
+          const tensor3 h = detail::model_hidden_states(model, tokens, who, i);
           const std::size_t tlen = tokens.size();
           detail::require<model_error>(h.shape(1) == tlen && h.shape(2) == width && h.shape(0) == first.shape(0),
                                        "glassbox::{}: hidden_states returned [{}, {}, {}] for input {} "

@@ -118,7 +118,7 @@ namespace detail {
 /// The hidden states of one input as float, checked against its length.
 template <class M>
 tensor3 lens_hidden_states(const M& model, token_span tokens, std::string_view who) {
-  tensor3 hs = model.hidden_states(tokens);
+  tensor3 hs = model_hidden_states(model, tokens, who);
   require<shape_error>(hs.dimension() == 3 && hs.shape(0) >= 1 && hs.shape(1) == tokens.size(),
                        "glassbox::{}: hidden_states must be [L + 1, {}, d], got [{}, {}, {}]", who, tokens.size(),
                        hs.shape(0), hs.shape(1), hs.shape(2));
@@ -409,7 +409,7 @@ lens_evaluation lens_evaluate(const M& model, std::span<const training_example> 
 /// norm and unembedding), in the model's precision; at layer L they are the model's logits.
 template <LensModel M>
 auto logit_lens_logits(const M& model, token_span tokens, std::size_t layer) {
-  auto hs = model.hidden_states(tokens);
+  auto hs = detail::model_hidden_states(model, tokens, "logit_lens_logits");
   const std::size_t L = hs.shape(0) - 1, T = hs.shape(1), d = hs.shape(2);
   detail::require<shape_error>(layer <= L, "glassbox::logit_lens_logits: layer must be <= {}, got {}", L, layer);
   using value_type = typename std::decay_t<decltype(hs)>::value_type;

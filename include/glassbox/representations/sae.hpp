@@ -583,7 +583,7 @@ sae_loss_recovery sae_loss_recovered(const M& model, const sparse_autoencoder& s
                         for (std::size_t i = begin; i < end; ++i) {
                           const training_example& e = data[i];
                           const token_span tokens(e.tokens);
-                          const tensor3 h = model.hidden_states(tokens);
+                          const tensor3 h = detail::model_hidden_states(model, tokens, who, i);
                           detail::require<shape_error>(layer < h.shape(0),
                                                        "glassbox::{}: layer must be < {} (the model's L + 1 hidden "
                                                        "states), got {}",

@@ -88,7 +88,7 @@ namespace detail {
 template <class M>
 tensor2 pooled_states(const M& model, token_span tokens, activation_pooling pooling, std::string_view who) {
   require<shape_error>(!tokens.empty(), "glassbox::{}: every input must have tokens", who);
-  const tensor3 hs = model.hidden_states(tokens);
+  const tensor3 hs = model_hidden_states(model, tokens, who);
   const std::size_t L1 = hs.shape(0), T = hs.shape(1), d = hs.shape(2);
   require<shape_error>(T == tokens.size(), "glassbox::{}: hidden_states has {} positions for {} tokens", who, T,
                        tokens.size());
@@ -161,7 +161,7 @@ void steer_rows(tensor2& h, const tensor1& direction, const steering_options& o,
 /// The hidden state [T, d] at index `layer` of one input.
 template <class M>
 tensor2 layer_state(const M& model, token_span tokens, std::size_t layer, std::string_view who) {
-  const tensor3 hs = model.hidden_states(tokens);
+  const tensor3 hs = model_hidden_states(model, tokens, who);
   require<shape_error>(layer < hs.shape(0), "glassbox::{}: layer must be < {} (hidden states), got {}", who,
                        hs.shape(0), layer);
   const std::size_t T = hs.shape(1), d = hs.shape(2);

@@ -243,7 +243,7 @@ class coalition_evaluator {
       case baseline_kind::embedding:
         if constexpr (EmbeddingModel<M>) {
           mode_ = mode::replace_embedding;
-          embeddings_ = model.embed(tokens);
+          embeddings_ = model_embeddings(model, tokens, caller);
           baseline_embeddings_ = baseline_embeddings(model, tokens, b, caller);
         } else {
           fail(
