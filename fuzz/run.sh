@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds glassbox's libFuzzer harnesses in build/fuzz (clang++-14) and runs each for SECONDS (default 60)
-# on a copy of its seed corpus (fuzz/corpus/<harness>), one after the other. Prints the executions count
+# on a copy of its seed corpus (fuzz/corpus/<harness>), JOBS of them at a time. Prints the executions count
 # of each and exits non-zero on any finding: a crash, a sanitizer report, a leak, an escaping exception
 # that is not a glassbox::error, a timeout (10 s per input) or running out of memory (2 GB).
 # Findings are kept as build/fuzz/artifacts/<harness>-crash-* (reproduce: build/fuzz/fuzz/<harness> FILE).
@@ -24,17 +24,28 @@ cmake -S "${root}" -B "${build}" -DCMAKE_CXX_COMPILER="${cxx}" -DCMAKE_BUILD_TYP
 cmake --build "${build}" --target "${harnesses[@]}" -j "${JOBS:-2}"
 
 mkdir -p "${build}/artifacts"
-failed=0
-printf '%-22s %12s %10s  %s\n' harness executions seconds result
-for h in "${harnesses[@]}"; do
-  work="${build}/corpus-run/${h}"
+# One harness: a copy of its corpus, SECONDS of fuzzing, its exit status in <harness>.status.
+run_one() {
+  local h="$1" work="${build}/corpus-run/$1" log="${build}/$1.log" status=0
   rm -rf "${work}"
   mkdir -p "${work}"
   cp "${root}/fuzz/corpus/${h}/"* "${work}/"
-  log="${build}/${h}.log"
-  status=0
   "${build}/fuzz/${h}" -max_total_time="${seconds}" -timeout=10 -rss_limit_mb=2048 -max_len=8192 -print_final_stats=1 \
     -artifact_prefix="${build}/artifacts/${h}-" "${work}" >"${log}" 2>&1 || status=$?
+  echo "${status}" >"${build}/${h}.status"
+}
+# JOBS harnesses at a time (each is one process on one core).
+for h in "${harnesses[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "${JOBS:-2}" ]; do wait -n || true; done
+  run_one "${h}" &
+done
+wait
+
+failed=0
+printf '%-22s %12s %10s  %s\n' harness executions seconds result
+for h in "${harnesses[@]}"; do
+  log="${build}/${h}.log"
+  status="$(cat "${build}/${h}.status")"
   runs="$(sed -n 's/^stat::number_of_executed_units: *//p' "${log}" | tail -n 1)"
   if [ "${status}" -eq 0 ]; then
     result="ok"
