@@ -356,6 +356,12 @@ def from_hidden(self, h, layer: int):
   CHECK_THROWS_AS(failing.logits_from_hidden(token_sequence{1}, 0, xt::zeros<float>({1, 3})), glassbox::model_error);
   CHECK_THROWS_WITH(failing.logits_from_hidden(token_sequence{1}, 0, xt::zeros<float>({1, 3})),
                     Contains("logits_from_hidden: the module's from_hidden failed"));
+  torch::jit::Module half("half");
+  half.register_parameter("w", torch::ones({5, 3}, torch::kHalf), false);
+  half.define("def embed(self, ids):\n    return self.w[ids]\ndef forward(self, e, head_mask: Optional[Tensor] = None):\n"
+              "    return e, [e], [e]\n");
+  CHECK_THROWS_AS(libtorch_model(half), glassbox::model_error);
+  CHECK_THROWS_WITH(libtorch_model(half), Contains("parameters must be float32 or float64, one is Half"));
   torch::jit::Module no_embed("no_embed");
   no_embed.define("def forward(self, x):\n    return x\n");
   CHECK_THROWS_WITH(libtorch_model(no_embed), Contains("the module has no method embed(ids)"));

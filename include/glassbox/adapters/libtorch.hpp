@@ -148,8 +148,11 @@ class basic_libtorch_model {
     for (const auto& p : module_.parameters()) {
       detail::require<model_error>(p.device().is_cpu(), "{}: parameters must be on the CPU, one is on {}", name_,
                                    p.device().str());
-      detail::require<model_error>(p.is_floating_point(), "{}: parameters must be floating point, one is {}", name_,
-                                   std::string(c10::toString(p.scalar_type())));
+      detail::require<model_error>(
+          p.scalar_type() == c10::ScalarType::Float || p.scalar_type() == c10::ScalarType::Double,
+          "{}: parameters must be float32 or float64, one is {} (convert the module, e.g. module.float(), before "
+          "saving it)",
+          name_, std::string(c10::toString(p.scalar_type())));
     }
     module_.eval();
     module_.to(detail::libtorch::dtype_of<Scalar>);
@@ -314,8 +317,9 @@ class basic_libtorch_model {
   /// attention_gradient with a seed in the model's precision.
   attention_gradient_type attention_gradient(token_span tokens, const seed_type& seed) const {
     check_tokens(tokens, "attention_gradient");
-    auto out = run(embed_ids(tokens.data(), 1, tokens.size(), "attention_gradient"), std::nullopt,
-                   "attention_gradient");
+    // The embeddings require a gradient so that the attentions are in a graph (the parameters do not).
+    at::Tensor e = embed_ids(tokens.data(), 1, tokens.size(), "attention_gradient").detach().requires_grad_(true);
+    auto out = run(e, std::nullopt, "attention_gradient");
     auto back = backward_seed(out.logits, seed, out.attentions, "attention_gradient");
     return {back.values[0], stack_first<4>(out.attentions), stack_first<4>(back.gradients)};
   }
@@ -411,6 +415,17 @@ class basic_libtorch_model {
   }
   /// The loss and its gradient w.r.t. every parameter (flat, layout of parameters()), by autograd.
   value_and_gradient<vector_type> loss_gradient(const training_example& example) const {
+    // The parameters require a gradient only here: every other pass differentiates its input alone,
+    // and autograd then keeps nothing for the weights.
+    struct parameters_require_grad {
+      const std::vector<at::Tensor>& params;
+      explicit parameters_require_grad(const std::vector<at::Tensor>& p) : params(p) {
+        for (auto t : params) t.requires_grad_(true);
+      }
+      ~parameters_require_grad() {
+        for (auto t : params) t.requires_grad_(false);
+      }
+    } guard(params_);
     at::Tensor l = loss_tensor(example, "loss_gradient");
     std::vector<at::Tensor> grads;
     try {
@@ -495,7 +510,7 @@ class basic_libtorch_model {
       at::Tensor slot = flat_.narrow(0, offset, n).view(param.sizes());
       slot.copy_(param);
       param.set_data(slot);
-      param.requires_grad_(true);
+      param.requires_grad_(false);  // loss_gradient turns it on for its pass
       params_.push_back(param);
       offset += n;
     }
