@@ -5,6 +5,8 @@
 // return outputs of the wrong shape, or NaN / Inf, on request. Rows that another test program
 // already covers are referenced in the table, not repeated here. The last test case checks the
 // formula behind the EK-FAC memory bound ("Resource bounds").
+#include <algorithm>
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <cstddef>
 #include <limits>
@@ -22,6 +24,8 @@
 #include "glassbox/attribution/occlusion.hpp"
 #include "glassbox/attribution/saliency.hpp"
 #include "glassbox/attribution/shapley.hpp"
+#include "glassbox/circuits/direct_logit_attribution.hpp"
+#include "glassbox/circuits/patching.hpp"
 #include "glassbox/core/execution.hpp"
 #include "glassbox/influence/iterative.hpp"
 #include "glassbox/influence/kfac.hpp"
@@ -29,6 +33,7 @@
 #include "glassbox/models/linear_bag.hpp"
 #include "glassbox/probing/activations.hpp"
 #include "glassbox/probing/logistic_regression.hpp"
+#include "glassbox/representations/lens.hpp"
 #include "glassbox/representations/sae.hpp"
 #include "glassbox/representations/steering.hpp"
 #include "glassbox/verify/adapter.hpp"
@@ -172,6 +177,96 @@ class broken_batched_adapter : public broken_adapter {
 };
 
 const token_sequence four{1, 2, 3, 4};
+const token_sequence reversed{4, 3, 2, 1};
+
+// What a broken adapter of the intervention and component rungs gets wrong.
+enum class deep_fault {
+  none,
+  hidden_logits_rows,     // logits_from_hidden() returns one row too few
+  hidden_logits_inf,      // logits_from_hidden() holds an Inf from its second call on
+  decode_rows,            // decode_hidden() returns one row too few
+  hidden_gradient_shape,  // hidden_gradient() returns a gradient one column short
+  cache_heads,            // run_with_cache() heads one position short: DLA would read past their end
+  cache_nan,              // run_with_cache() mlps hold a NaN
+  cache_scale,            // run_with_cache() final_scale 0 at position 2
+  patches_rows,           // logits_with_patches() returns one row more than asked for
+  gradients_shape,        // component_gradients() neuron gradient one block short
+  directions_shape,       // unembedding_directions() one column short
+  neuron_weights_shape,   // neuron_output_weights() one neuron short
+};
+
+// The first rows of x, all but the last `fewer` (or `fewer` more, repeated from the last, when negative).
+tensor2 resized_rows(const tensor2& x, std::ptrdiff_t fewer) {
+  const auto rows = static_cast<std::size_t>(static_cast<std::ptrdiff_t>(x.shape(0)) - fewer);
+  tensor2 out({rows, x.shape(1)});
+  for (std::size_t i = 0; i < rows; ++i)
+    std::copy_n(x.data() + std::min(i, x.shape(0) - 1) * x.shape(1), x.shape(1), out.data() + i * x.shape(1));
+  return out;
+}
+
+// The first columns of x, all but the last.
+tensor2 narrower(const tensor2& x) { return xt::view(x, xt::all(), xt::range(0, x.shape(1) - 1)); }
+
+// The small GPT-2 as a user's adapter of every rung up to ComponentModel, with one member of the
+// intervention or component rung broken; every member it does not redefine is the model's own.
+class broken_gpt2 : public models::gpt2 {
+ public:
+  explicit broken_gpt2(deep_fault f) : models::gpt2(tiny_gpt2()), fault_(f) {}
+
+  tensor2 logits_from_hidden(token_span t, std::size_t layer, const tensor2& h) const {
+    tensor2 z = models::gpt2::logits_from_hidden(t, layer, h);
+    if (fault_ == deep_fault::hidden_logits_rows) return resized_rows(z, 1);
+    if (fault_ == deep_fault::hidden_logits_inf && ++hidden_calls_ >= 2) z(0, 1) = inf_value;
+    return z;
+  }
+  tensor2 decode_hidden(const tensor2& h) const {
+    const tensor2 z = models::gpt2::decode_hidden(h);
+    return fault_ == deep_fault::decode_rows ? resized_rows(z, 1) : z;
+  }
+  value_and_gradient<tensor2> hidden_gradient(token_span t, std::size_t layer, const tensor2& h,
+                                              const output_seed& seed) const {
+    auto g = models::gpt2::hidden_gradient(t, layer, h, seed);
+    if (fault_ == deep_fault::hidden_gradient_shape) g.gradient = narrower(g.gradient);
+    return g;
+  }
+  component_cache run_with_cache(token_span t) const {
+    component_cache c = models::gpt2::run_with_cache(t);
+    if (fault_ == deep_fault::cache_heads) c.heads = xt::view(c.heads, xt::all(), xt::all(), xt::range(0, 3));
+    if (fault_ == deep_fault::cache_nan) c.mlps(1, 2, 5) = nan_value;
+    if (fault_ == deep_fault::cache_scale) c.final_scale[2] = 0.0;
+    return c;
+  }
+  tensor2 logits_with_patches(token_span t, std::span<const component_patch> patches,
+                              std::span<const std::size_t> rows) const {
+    const tensor2 z = models::gpt2::logits_with_patches(t, patches, rows);
+    return fault_ == deep_fault::patches_rows ? resized_rows(z, -1) : z;
+  }
+  component_gradient_result component_gradients(token_span t, const output_seed& seed) const {
+    component_gradient_result g = models::gpt2::component_gradients(t, seed);
+    if (fault_ == deep_fault::gradients_shape) g.neurons = xt::view(g.neurons, xt::range(0, 1));
+    return g;
+  }
+  logit_directions unembedding_directions(std::span<const token_id> k) const {
+    logit_directions u = models::gpt2::unembedding_directions(k);
+    if (fault_ == deep_fault::directions_shape) u.directions = narrower(u.directions);
+    return u;
+  }
+  tensor2 neuron_output_weights(std::size_t layer) const {
+    const tensor2 w = models::gpt2::neuron_output_weights(layer);
+    return fault_ == deep_fault::neuron_weights_shape ? resized_rows(w, 1) : w;
+  }
+
+ private:
+  deep_fault fault_;
+  mutable std::atomic<std::size_t> hidden_calls_{0};
+};
+
+// Requires `call` on an adapter with fault `f` to throw a model_error whose message contains `message`.
+template <class Call>
+void require_caught(deep_fault f, Call&& call, const std::string& message) {
+  const broken_gpt2 m(f);
+  REQUIRE_THROWS_MATCHES(call(m), model_error, what_contains(message));
+}
 
 }  // namespace
 
@@ -328,6 +423,102 @@ TEST_CASE("an adapter's embeddings, gradients and hidden states of the wrong sha
     direction.fill(0.2f);
     REQUIRE_THROWS_MATCHES(read_vector(m, four, reading_vector{.layer = 1, .direction = direction}), model_error,
                            what_contains("glassbox::read_vector: " + message));
+  }
+}
+
+TEST_CASE("the intervention and component members of an adapter are checked where every method reads them",
+          "[robustness]") {
+  const auto t = target::logit(3);
+  const tensor1 direction = xt::ones<float>({std::size_t{8}});
+  SECTION("logits_from_hidden() one row short: steering, evaluate_target_on_hidden") {
+    const broken_gpt2 m(deep_fault::hidden_logits_rows);
+    REQUIRE_THROWS_MATCHES(steered_logits(m, four, 1, direction), model_error,
+                           what_contains("glassbox::steered_logits: logits_from_hidden() returned [3, 13] for 4 "
+                                         "tokens, expected [output_rows(T), V] = [4, 13]"));
+    const tensor3 h = m.hidden_states(four);
+    const std::vector<tensor2> inputs{xt::view(h, 1)};
+    REQUIRE_THROWS_MATCHES(evaluate_target_on_hidden(m, four, 1, inputs, t), model_error,
+                           what_contains("glassbox::evaluate_target_on_hidden: logits_from_hidden() returned [3, 13]"));
+  }
+  SECTION("logits_from_hidden() with an Inf: a steering curve and SAE loss recovery name the evaluation") {
+    const std::vector<token_sequence> inputs{four, {2, 3}, {4, 5, 6}};
+    const std::vector<double> alphas{1.0};
+    const broken_gpt2 m(deep_fault::hidden_logits_inf);
+    REQUIRE_THROWS_MATCHES(steering_curve(m, inputs, t, 1, direction, alphas), model_error,
+                           what_contains("glassbox::steering_curve: the model returned inf in its logits "
+                                         "(logits_from_hidden()) at evaluation 1 (row 0, column 1)"));
+    const tensor2 x = xt::view(m.hidden_states(four), 1);
+    const auto sae = train_sae(x, {.features = 4, .steps = 1}).sae;
+    const std::vector<training_example> data{training_example::next_token(four)};
+    const broken_gpt2 m2(deep_fault::hidden_logits_inf);
+    REQUIRE_THROWS_MATCHES(sae_loss_recovered(m2, sae, data, 1), model_error,
+                           what_contains("glassbox::sae_loss_recovered: the model returned inf in its logits "
+                                         "(logits_from_hidden()) at evaluation 0"));
+  }
+  SECTION("decode_hidden() one row short: the logit lens") {
+    require_caught(
+        deep_fault::decode_rows, [](const broken_gpt2& m) { return logit_lens_logits(m, four, 1); },
+        "glassbox::logit_lens_logits: decode_hidden() returned [3, 13] for 4 rows, expected [R, V] = [4, V]");
+  }
+  SECTION("hidden_gradient() one column short") {
+    const auto call = [&](const broken_gpt2& m) {
+      const std::vector<tensor2> inputs{xt::view(m.hidden_states(four), 2)};
+      return hidden_gradients(m, four, 2, inputs, output_seed(t));
+    };
+    require_caught(deep_fault::hidden_gradient_shape, call,
+                   "glassbox::hidden_gradients: hidden_gradient() returned a [4, 7] gradient for [4, 8] hidden states");
+  }
+  SECTION("run_with_cache() heads one position short: direct logit attribution would read past them") {
+    require_caught(
+        deep_fault::cache_heads, [](const broken_gpt2& m) { return direct_logit_attribution(m, four, 3); },
+        "glassbox::direct_logit_attribution: run_with_cache() returned heads of shape [2, 2, 3, 8], expected "
+        "[L, H, T, d] = [2, 2, 4, 8]");
+  }
+  SECTION("run_with_cache() with a NaN, or a final_scale of zero") {
+    require_caught(
+        deep_fault::cache_nan,
+        [&](const broken_gpt2& m) { return activation_patching(m, four, reversed, t, {.level = patch_level::mlp}); },
+        "glassbox::activation_patching: the model returned nan in its mlps (run_with_cache()) at evaluation 0 "
+        "(row 6, column 5)");
+    require_caught(
+        deep_fault::cache_scale, [](const broken_gpt2& m) { return direct_logit_attribution(m, four, 3); },
+        "glassbox::direct_logit_attribution: run_with_cache() returned final_scale 0 at position 2, expected a "
+        "positive finite divisor");
+  }
+  SECTION("logits_with_patches() one row more than asked for") {
+    require_caught(
+        deep_fault::patches_rows,
+        [&](const broken_gpt2& m) { return activation_patching(m, four, reversed, t, {.level = patch_level::head}); },
+        "glassbox::activation_patching: logits_with_patches() returned [2, 13] for 1 requested rows");
+  }
+  SECTION("component_gradients() neuron gradient one block short") {
+    require_caught(
+        deep_fault::gradients_shape, [&](const broken_gpt2& m) { return attribution_patching(m, four, reversed, t); },
+        "glassbox::attribution_patching: component_gradients() returned the neuron gradient of shape [1, 4, 32], "
+        "expected [L, T, f] = [2, 4, 32]");
+  }
+  SECTION("unembedding_directions() one column short") {
+    require_caught(
+        deep_fault::directions_shape, [](const broken_gpt2& m) { return direct_logit_attribution(m, four, 3); },
+        "glassbox::direct_logit_attribution: unembedding_directions() returned directions of shape [1, 7], "
+        "expected [k, d] = [1, 8]");
+  }
+  SECTION("neuron_output_weights() one neuron short") {
+    require_caught(
+        deep_fault::neuron_weights_shape,
+        [](const broken_gpt2& m) { return direct_logit_attribution(m, four, 3, std::nullopt, {.neurons = true}); },
+        "glassbox::direct_logit_attribution: neuron_output_weights() returned weights of shape [31, 8], expected "
+        "[f, d] = [32, 8]");
+  }
+  SECTION("the same adapter without a fault works") {
+    const broken_gpt2 m(deep_fault::none);
+    const tensor2 logits = m.logits(four);
+    CHECK(xt::amax(xt::abs(steered_logits(m, four, 1, direction, {.alpha = 0.0}) - logits))() == 0.0f);
+    const dla_result r = direct_logit_attribution(m, four, 3);
+    CHECK(r.total == Approx(r.logit_diff).margin(1e-4));
+    CHECK(activation_patching(m, four, reversed, t, {.level = patch_level::head}).values.size() == 4);
+    CHECK(attribution_patching(m, four, reversed, t).values.size() > 0);
+    CHECK(logit_lens_logits(m, four, 2).shape(0) == 4);
   }
 }
 

@@ -18,6 +18,7 @@
 
 #include "glassbox/core/components.hpp"
 #include "glassbox/core/error.hpp"
+#include "glassbox/core/execution.hpp"
 #include "glassbox/core/model.hpp"
 
 namespace glassbox {
@@ -70,17 +71,17 @@ dla_result direct_logit_attribution(const M& model, token_span tokens, token_id 
   std::vector<token_id> ids = {token};
   if (contrast) ids.push_back(*contrast);
   const logit_directions dirs = model.unembedding_directions(ids);
-  detail::require<shape_error>(dirs.directions.dimension() == 2 && dirs.directions.shape(0) == ids.size() &&
-                                   dirs.directions.shape(1) == d && dirs.offsets.size() == ids.size(),
-                               "glassbox::{}: unembedding_directions returned the wrong shape", who);
+  detail::check_model_tensor(dirs.directions, {ids.size(), d}, "k, d", who, "unembedding_directions()", "directions",
+                             0);
+  detail::require<model_error>(dirs.offsets.size() == ids.size(),
+                               "glassbox::{}: unembedding_directions() returned {} offsets for {} tokens", who,
+                               dirs.offsets.size(), ids.size());
   std::vector<double> u(d);
   for (std::size_t j = 0; j < d; ++j)
     u[j] = static_cast<double>(dirs.directions(0, j)) - (contrast ? static_cast<double>(dirs.directions(1, j)) : 0.0);
   const double offset = dirs.offsets[0] - (contrast ? dirs.offsets[1] : 0.0);
 
-  const component_cache c = model.run_with_cache(tokens);
-  detail::require<shape_error>(c.final_scale.size() == T && c.final_scale[pos] > 0,
-                               "glassbox::{}: run_with_cache must give a positive final_scale per position", who);
+  const component_cache c = detail::model_component_cache(model, tokens, who);
   const double scale = c.final_scale[pos];
   auto share = [&](const float* v) {
     double s = 0;
@@ -112,8 +113,7 @@ dla_result direct_logit_attribution(const M& model, token_span tokens, token_id 
     r.mlp_bias.assign(L, 0.0);
     for (std::size_t l = 0; l < L; ++l) {
       const tensor2 w = model.neuron_output_weights(l);
-      detail::require<shape_error>(w.dimension() == 2 && w.shape(0) == f && w.shape(1) == d,
-                                   "glassbox::{}: neuron_output_weights({}) must be [{}, {}]", who, l, f, d);
+      detail::check_model_tensor(w, {f, d}, "f, d", who, "neuron_output_weights()", "weights", l);
       double sum = 0;
       for (std::size_t k = 0; k < f; ++k) {
         const double a = c.neurons(l, pos, k);

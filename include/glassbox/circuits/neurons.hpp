@@ -70,7 +70,7 @@ neuron_activation_table neuron_activations(const M& model, std::span<const token
   detail::run_batches(data.size(), exec, detail::worker_count(exec, is_thread_safe<M>()), who,
                       [&](std::size_t begin, std::size_t end) {
                         for (std::size_t s = begin; s < end; ++s) {
-                          const component_cache c = model.run_with_cache(data[s]);
+                          const component_cache c = detail::model_component_cache(model, data[s], who, s);
                           for (std::size_t p = 0; p < data[s].size(); ++p) {
                             const std::size_t row = first[s] + p;
                             t.sequence[row] = s;

@@ -208,10 +208,11 @@ double patched_value(const M& model, token_span tokens, std::span<const componen
                      std::string_view who, std::size_t evaluation) {
   const auto rows = metric.rows(output_rows_of(model, tokens.size()));
   const tensor2 logits = model.logits_with_patches(tokens, patches, rows);
-  require<shape_error>(logits.dimension() == 2 && logits.shape(0) == rows.size(),
-                       "glassbox::{}: logits_with_patches returned {} rows, expected {}", who, logits.shape(0),
-                       rows.size());
-  check_finite(logits.data(), logits.size(), std::max<std::size_t>(1, logits.shape(1)), who, evaluation);
+  require<model_error>(logits.shape(0) == rows.size() && logits.shape(1) >= 1,
+                       "glassbox::{}: logits_with_patches() returned [{}, {}] for {} requested rows, expected [{}, V] "
+                       "with V >= 1",
+                       who, logits.shape(0), logits.shape(1), rows.size(), rows.size());
+  check_finite(logits.data(), logits.size(), logits.shape(1), who, evaluation, "logits (logits_with_patches())");
   return metric.value(logits);
 }
 
@@ -223,13 +224,17 @@ double residual_value(const M& model, token_span tokens, std::size_t layer, cons
   tensor2 logits;
   if constexpr (requires { model.logits_from_hidden_at(tokens, layer, h, std::span<const std::size_t>(rows)); }) {
     logits = model.logits_from_hidden_at(tokens, layer, h, std::span<const std::size_t>(rows));
+    require<model_error>(logits.shape(0) == rows.size() && logits.shape(1) >= 1,
+                         "glassbox::{}: logits_from_hidden_at() returned [{}, {}] for {} requested rows, expected "
+                         "[{}, V] with V >= 1",
+                         who, logits.shape(0), logits.shape(1), rows.size(), rows.size());
+    check_finite(logits.data(), logits.size(), logits.shape(1), who, evaluation, "logits (logits_from_hidden_at())");
   } else {
-    const tensor2 all = model.logits_from_hidden(tokens, layer, h);
+    const tensor2 all = model_logits_from_hidden(model, tokens, layer, h, who, evaluation);
     logits = tensor2({rows.size(), all.shape(1)});
     for (std::size_t i = 0; i < rows.size(); ++i)
       std::copy_n(all.data() + rows[i] * all.shape(1), all.shape(1), logits.data() + i * all.shape(1));
   }
-  check_finite(logits.data(), logits.size(), std::max<std::size_t>(1, logits.shape(1)), who, evaluation);
   return metric.value(logits);
 }
 
@@ -300,12 +305,12 @@ patching_result activation_patching(const M& model, token_span clean, token_span
   const auto layers = detail::sweep_layers(layout, options.layer, who);
   const std::size_t columns = detail::sweep_columns(layout, options.level, T);
 
-  const component_cache clean_cache = model.run_with_cache(clean);
+  const component_cache clean_cache = detail::model_component_cache(model, clean, who);
   patching_result r = detail::sweep_result(std::string(who), options.level, metric, layers);
   r.clean_value = detail::cache_value(clean_cache, metric);
   tensor3 corrupt_residual;
   if (options.level == patch_level::residual) {
-    corrupt_residual = model.hidden_states(corrupt);
+    corrupt_residual = detail::model_hidden_states(model, corrupt, who);
     r.corrupt_value = detail::residual_value(model, corrupt, layout.layers,
                                              xt::xtensor<float, 2>(xt::view(corrupt_residual, layout.layers)), metric,
                                              who, 0);
@@ -345,8 +350,8 @@ patching_result attribution_patching(const M& model, token_span clean, token_spa
   const auto layers = detail::sweep_layers(layout, options.layer, who);
   const std::size_t columns = detail::sweep_columns(layout, options.level, T);
 
-  const component_cache c = model.run_with_cache(clean);
-  const component_gradient_result g = model.component_gradients(corrupt, output_seed(metric));
+  const component_cache c = detail::model_component_cache(model, clean, who);
+  const component_gradient_result g = detail::model_component_gradients(model, corrupt, output_seed(metric), who, 1);
   const component_cache& k = g.cache;
   patching_result r = detail::sweep_result(std::string(who), options.level, metric, layers);
   r.clean_value = detail::cache_value(c, metric);
@@ -436,8 +441,8 @@ patching_result path_patching(const M& model, token_span clean, token_span corru
       first_layer = rc.layer;
     }
   }
-  const component_cache c = model.run_with_cache(clean);
-  const component_cache k = model.run_with_cache(corrupt);
+  const component_cache c = detail::model_component_cache(model, clean, who);
+  const component_cache k = detail::model_component_cache(model, corrupt, who, 1);
   patching_result r =
       detail::sweep_result(std::string(who), patch_level::head, metric, detail::sweep_layers(layout, {}, who));
   r.clean_value = detail::cache_value(c, metric);
@@ -494,7 +499,7 @@ patching_result component_ablation(const M& model, token_span tokens, const targ
                       who, i, options.reference[i].size(), T);
   }
 
-  const component_cache own = model.run_with_cache(tokens);
+  const component_cache own = detail::model_component_cache(model, tokens, who);
   std::size_t calls = 1;
   patching_result r = detail::sweep_result(method, options.level, metric, layers);
   r.clean_value = detail::cache_value(own, metric);
@@ -514,7 +519,7 @@ patching_result component_ablation(const M& model, token_span tokens, const targ
     xt::xtensor<double, 3> head = xt::zeros<double>({L, H, d});
     std::size_t count = 0;
     for (const auto& seq : options.reference) {
-      const component_cache rc = model.run_with_cache(seq);
+      const component_cache rc = detail::model_component_cache(model, seq, who);
       ++calls;
       const std::size_t n = seq.size();
       count += n;
@@ -553,7 +558,7 @@ patching_result component_ablation(const M& model, token_span tokens, const targ
         if (slot[pick] == static_cast<std::size_t>(-1)) {
           slot[pick] = draws.size();
           const auto& seq = options.reference[pick];
-          draws.push_back(model.run_with_cache(token_span(seq.data(), T)));
+          draws.push_back(detail::model_component_cache(model, token_span(seq.data(), T), who));
           ++calls;
         }
         s = slot[pick];

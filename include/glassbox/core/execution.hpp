@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <exception>
+#include <initializer_list>
 #include <mutex>
 #include <span>
 #include <stop_token>
@@ -201,8 +202,8 @@ void check_finite(const Real* values, std::size_t count, std::size_t columns, st
 /// Throws model_error unless `logits`, what the adapter's `member` returned for `tokens` positions, is
 /// [rows, V] with V >= 1 and rows = output_rows(T) when the model declares it, else T or 1 (a
 /// classifier). A wrong row count would otherwise make a target read the wrong row without a word.
-template <class M>
-void check_logits_shape(const M& model, const tensor2& logits, std::size_t tokens, std::string_view caller,
+template <class M, class Logits>
+void check_logits_shape(const M& model, const Logits& logits, std::size_t tokens, std::string_view caller,
                         std::string_view member) {
   const std::size_t rows = logits.shape(0), columns = logits.shape(1);
   const std::string v = columns >= 1 ? fmt::format("{}", columns) : std::string("V");
@@ -254,6 +255,119 @@ auto model_hidden_states(const M& model, token_span tokens, std::string_view cal
                        caller, h.shape(0), h.shape(1), h.shape(2), tokens.size(), tokens.size());
   check_finite(h.data(), h.size(), h.shape(2), caller, evaluation, "hidden states (hidden_states())");
   return h;
+}
+
+/// The adapter's logits_from_hidden(tokens, layer, h) in its own precision, checked: the shape
+/// check_logits_shape asks for, finite; a model_error naming logits_from_hidden() otherwise.
+/// `evaluation` numbers the call.
+template <InterventionModel M, class Hidden>
+auto model_logits_from_hidden(const M& model, token_span tokens, std::size_t layer, const Hidden& h,
+                              std::string_view caller, std::size_t evaluation = 0) {
+  auto logits = model.logits_from_hidden(tokens, layer, h);
+  check_logits_shape(model, logits, tokens.size(), caller, "logits_from_hidden()");
+  check_finite(logits.data(), logits.size(), std::max<std::size_t>(1, logits.shape(1)), caller, evaluation,
+               "logits (logits_from_hidden())");
+  return logits;
+}
+
+/// The adapter's decode_hidden(h) for rows h [R, d], checked: [R, V] with V >= 1, finite; a
+/// model_error naming decode_hidden() otherwise. `evaluation` numbers the call.
+template <class M, class Hidden>
+auto model_decode_hidden(const M& model, const Hidden& h, std::string_view caller, std::size_t evaluation = 0) {
+  auto logits = model.decode_hidden(h);
+  require<model_error>(logits.shape(0) == h.shape(0) && logits.shape(1) >= 1,
+                       "glassbox::{}: decode_hidden() returned [{}, {}] for {} rows, expected [R, V] = [{}, V] with "
+                       "V >= 1",
+                       caller, logits.shape(0), logits.shape(1), h.shape(0), h.shape(0));
+  check_finite(logits.data(), logits.size(), std::max<std::size_t>(1, logits.shape(1)), caller, evaluation,
+               "logits (decode_hidden())");
+  return logits;
+}
+
+/// The adapter's hidden_gradient(tokens, layer, h, seed), checked: a gradient of h's shape, a finite
+/// value and gradient; a model_error naming hidden_gradient() otherwise. `evaluation` numbers the call.
+template <InterventionModel M>
+value_and_gradient<tensor2> model_hidden_gradient(const M& model, token_span tokens, std::size_t layer,
+                                                  const tensor2& h, const output_seed& seed, std::string_view caller,
+                                                  std::size_t evaluation = 0) {
+  value_and_gradient<tensor2> g = model.hidden_gradient(tokens, layer, h, seed);
+  require<model_error>(g.gradient.shape() == h.shape(),
+                       "glassbox::{}: hidden_gradient() returned a [{}, {}] gradient for [{}, {}] hidden states", caller,
+                       g.gradient.shape(0), g.gradient.shape(1), h.shape(0), h.shape(1));
+  require<model_error>(std::isfinite(g.value),
+                       "glassbox::{}: the model returned a target value of {} in hidden_gradient() at evaluation {}",
+                       caller, g.value, evaluation);
+  check_finite(g.gradient.data(), g.gradient.size(), std::max<std::size_t>(1, g.gradient.shape(1)), caller, evaluation,
+               "hidden gradient (hidden_gradient())");
+  return g;
+}
+
+/// Throws model_error unless `x`, the `part` of what the adapter's `member` returned, has the shape
+/// `want` (named by `symbols`, e.g. "L, H, T, d") and finite entries.
+template <class Tensor>
+void check_model_tensor(const Tensor& x, std::initializer_list<std::size_t> want, std::string_view symbols,
+                        std::string_view caller, std::string_view member, std::string_view part,
+                        std::size_t evaluation) {
+  const bool same = x.dimension() == want.size() && std::equal(want.begin(), want.end(), x.shape().begin());
+  require<model_error>(same, "glassbox::{}: {} returned {} of shape [{}], expected [{}] = [{}]", caller, member, part,
+                       fmt::join(x.shape(), ", "), symbols, fmt::join(want, ", "));
+  const std::string what = fmt::format("{} ({})", part, member);
+  check_finite(x.data(), x.size(), std::max<std::size_t>(1, *(want.end() - 1)), caller, evaluation, what);
+}
+
+/// Throws model_error unless the component cache `c` that the adapter's `member` returned for
+/// `tokens` positions has every part in the shape of `layout` (core/components.hpp), finite
+/// entries and a positive final_scale per position.
+template <class Cache>
+void check_component_cache(const component_layout& layout, const Cache& c, std::size_t tokens,
+                           std::string_view caller, std::string_view member, std::size_t evaluation) {
+  const std::size_t L = layout.layers, H = layout.heads, T = tokens, d = layout.width, f = layout.neurons;
+  require<model_error>(c.logits.shape(0) == T && c.logits.shape(1) >= 1,
+                       "glassbox::{}: {} returned logits of shape [{}], expected [T, V] = [{}, V] with V >= 1", caller,
+                       member, fmt::join(c.logits.shape(), ", "), T);
+  check_model_tensor(c.logits, {T, c.logits.shape(1)}, "T, V", caller, member, "logits", evaluation);
+  check_model_tensor(c.residual, {L + 1, T, d}, "L + 1, T, d", caller, member, "residual", evaluation);
+  check_model_tensor(c.token_embeddings, {T, d}, "T, d", caller, member, "token_embeddings", evaluation);
+  check_model_tensor(c.position_embeddings, {T, d}, "T, d", caller, member, "position_embeddings", evaluation);
+  check_model_tensor(c.heads, {L, H, T, d}, "L, H, T, d", caller, member, "heads", evaluation);
+  check_model_tensor(c.attention_bias, {L, d}, "L, d", caller, member, "attention_bias", evaluation);
+  check_model_tensor(c.mlps, {L, T, d}, "L, T, d", caller, member, "mlps", evaluation);
+  check_model_tensor(c.neurons, {L, T, f}, "L, T, f", caller, member, "neurons", evaluation);
+  require<model_error>(c.final_scale.size() == T,
+                       "glassbox::{}: {} returned {} final_scale entries for {} positions, expected one per position",
+                       caller, member, c.final_scale.size(), T);
+  for (std::size_t t = 0; t < T; ++t)
+    require<model_error>(std::isfinite(c.final_scale[t]) && c.final_scale[t] > 0,
+                         "glassbox::{}: {} returned final_scale {} at position {}, expected a positive finite divisor",
+                         caller, member, c.final_scale[t], t);
+}
+
+/// The adapter's run_with_cache(tokens), checked by check_component_cache; a model_error naming
+/// run_with_cache() otherwise. `evaluation` numbers the call.
+template <ComponentModel M>
+auto model_component_cache(const M& model, token_span tokens, std::string_view caller, std::size_t evaluation = 0) {
+  auto c = model.run_with_cache(tokens);
+  check_component_cache(model.layout(), c, tokens.size(), caller, "run_with_cache()", evaluation);
+  return c;
+}
+
+/// The adapter's component_gradients(tokens, seed), checked: its cache as check_component_cache,
+/// a finite value, and gradients of the shapes core/components.hpp names; a model_error naming
+/// component_gradients() otherwise.
+template <ComponentModel M>
+auto model_component_gradients(const M& model, token_span tokens, const output_seed& seed, std::string_view caller,
+                               std::size_t evaluation = 0) {
+  auto g = model.component_gradients(tokens, seed);
+  const component_layout layout = model.layout();
+  const std::size_t L = layout.layers, T = tokens.size(), d = layout.width, f = layout.neurons;
+  constexpr std::string_view member = "component_gradients()";
+  check_component_cache(layout, g.cache, T, caller, member, evaluation);
+  require<model_error>(std::isfinite(g.value), "glassbox::{}: {} returned the value {} at evaluation {}", caller,
+                       member, g.value, evaluation);
+  check_model_tensor(g.residual, {L + 1, T, d}, "L + 1, T, d", caller, member, "the residual gradient", evaluation);
+  check_model_tensor(g.attention, {L, T, d}, "L, T, d", caller, member, "the attention gradient", evaluation);
+  check_model_tensor(g.neurons, {L, T, f}, "L, T, f", caller, member, "the neuron gradient", evaluation);
+  return g;
 }
 
 /// The logits rows `t` reads for one input, computed as cheaply as the model allows.
@@ -570,13 +684,9 @@ std::vector<double> evaluate_target_on_hidden(const M& model, token_span tokens,
   std::vector<double> values(inputs.size());
   detail::run_batches(inputs.size(), exec, detail::worker_count(exec, is_thread_safe<M>()), caller,
                       [&](std::size_t begin, std::size_t end) {
-                        for (std::size_t i = begin; i < end; ++i) {
-                          const tensor2 logits = model.logits_from_hidden(tokens, layer, inputs[i]);
-                          detail::check_logits_shape(model, logits, tokens.size(), caller, "logits_from_hidden()");
-                          detail::check_finite(logits.data(), logits.size(), std::max<std::size_t>(1, logits.shape(1)),
-                                               caller, i);
-                          values[i] = t.value_of(logits);
-                        }
+                        for (std::size_t i = begin; i < end; ++i)
+                          values[i] = t.value_of(
+                              detail::model_logits_from_hidden(model, tokens, layer, inputs[i], caller, i));
                       });
   return values;
 }
@@ -591,23 +701,11 @@ std::vector<value_and_gradient<tensor2>> hidden_gradients(const M& model, token_
                                                           const execution_options& exec = {},
                                                           std::string_view caller = "hidden_gradients") {
   std::vector<value_and_gradient<tensor2>> out(inputs.size());
-  detail::run_batches(
-      inputs.size(), exec, detail::worker_count(exec, is_thread_safe<M>()), caller,
-      [&](std::size_t begin, std::size_t end) {
-        for (std::size_t i = begin; i < end; ++i) {
-          out[i] = model.hidden_gradient(tokens, layer, inputs[i], seed);
-          detail::require<model_error>(out[i].gradient.shape() == inputs[i].shape(),
-                                       "glassbox::{}: hidden_gradient() returned a [{}, {}] gradient for [{}, {}] "
-                                       "hidden states",
-                                       caller, out[i].gradient.shape(0), out[i].gradient.shape(1), inputs[i].shape(0),
-                                       inputs[i].shape(1));
-          detail::require<model_error>(std::isfinite(out[i].value),
-                                       "glassbox::{}: the model returned a target value of {} at evaluation {}", caller,
-                                       out[i].value, i);
-          detail::check_finite(out[i].gradient.data(), out[i].gradient.size(),
-                               std::max<std::size_t>(1, out[i].gradient.shape(1)), caller, i, "hidden gradient");
-        }
-      });
+  detail::run_batches(inputs.size(), exec, detail::worker_count(exec, is_thread_safe<M>()), caller,
+                      [&](std::size_t begin, std::size_t end) {
+                        for (std::size_t i = begin; i < end; ++i)
+                          out[i] = detail::model_hidden_gradient(model, tokens, layer, inputs[i], seed, caller, i);
+                      });
   return out;
 }
 

@@ -213,12 +213,7 @@ std::vector<tensor2> pooled_hidden_gradients(const M& model, std::span<const tok
           tensor2 hl = tensor2::from_shape({tlen, width});
           for (std::size_t k = 0; k < layers.size(); ++k) {
             std::copy_n(h.data() + layers[k] * tlen * width, tlen * width, hl.data());
-            const auto g = model.hidden_gradient(tokens, layers[k], hl, seed);
-            detail::require<model_error>(
-                g.gradient.shape() == hl.shape() && std::isfinite(g.value),
-                "glassbox::{}: hidden_gradient returned a {} x {} gradient (value {}) for input {}", who,
-                g.gradient.shape(0), g.gradient.shape(1), g.value, i);
-            detail::check_finite(g.gradient.data(), g.gradient.size(), width, who, i, "hidden gradient");
+            const auto g = detail::model_hidden_gradient(model, tokens, layers[k], hl, seed, who, i);
             float* row = out[k].data() + i * width;
             if (pooling == activation_pooling::last) {
               std::copy_n(g.gradient.data() + (tlen - 1) * width, width, row);

@@ -131,11 +131,7 @@ template <class M>
 tensor2 lens_decode(const M& model, token_span tokens, std::size_t n_layer, const tensor2& h, std::string_view who) {
   const std::size_t R = h.shape(0), d = h.shape(1);
   if constexpr (concepts::has_decode_hidden<M>) {
-    tensor2 z = model.decode_hidden(h);
-    require<shape_error>(z.dimension() == 2 && z.shape(0) == R,
-                         "glassbox::{}: decode_hidden must return [{}, V], got [{}, {}]", who, R, z.shape(0),
-                         z.shape(1));
-    return z;
+    return model_decode_hidden(model, h, who);
   } else {
     const std::size_t T = tokens.size();
     require<shape_error>(T > 0 && R % T == 0, "glassbox::{}: {} rows do not split into inputs of {} tokens", who, R, T);
@@ -143,9 +139,9 @@ tensor2 lens_decode(const M& model, token_span tokens, std::size_t n_layer, cons
     for (std::size_t b = 0; b < R / T; ++b) {
       tensor2 part = tensor2::from_shape({T, d});
       std::copy_n(h.data() + b * T * d, T * d, part.data());
-      const tensor2 z = model.logits_from_hidden(tokens, n_layer, part);
-      require<shape_error>(z.dimension() == 2 && z.shape(0) == T,
-                           "glassbox::{}: logits_from_hidden must return [{}, V] to decode (one row per position), "
+      const tensor2 z = model_logits_from_hidden(model, tokens, n_layer, part, who, b);
+      require<model_error>(z.shape(0) == T,
+                           "glassbox::{}: logits_from_hidden() must return [{}, V] to decode (one row per position), "
                            "got [{}, {}]",
                            who, T, z.shape(0), z.shape(1));
       if (b == 0) out = tensor2::from_shape({R, z.shape(1)});
@@ -416,9 +412,9 @@ auto logit_lens_logits(const M& model, token_span tokens, std::size_t layer) {
   auto h = xt::xtensor<value_type, 2>::from_shape({T, d});
   std::copy_n(hs.data() + layer * T * d, T * d, h.data());
   if constexpr (concepts::has_decode_hidden<M>)
-    return model.decode_hidden(h);
+    return detail::model_decode_hidden(model, h, "logit_lens_logits");
   else
-    return model.logits_from_hidden(tokens, L, h);
+    return detail::model_logits_from_hidden(model, tokens, L, h, "logit_lens_logits");
 }
 
 /// The logit lens of one input: per layer and position, the top tokens of the decoded residual
@@ -555,11 +551,8 @@ tuned_lens_training train_tuned_lens(const M& model, std::span<const token_seque
               }
               return value;
             });
-        const auto g = model.hidden_gradient(tokens, L, h, seed);
+        const auto g = detail::model_hidden_gradient(model, tokens, L, h, seed, who);
         kl[k] += g.value;
-        detail::require<shape_error>(g.gradient.shape(0) == T && g.gradient.shape(1) == d,
-                                     "glassbox::{}: hidden_gradient returned [{}, {}], expected [{}, {}]", who,
-                                     g.gradient.shape(0), g.gradient.shape(1), T, d);
         const Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> G(
             g.gradient.data(), static_cast<Eigen::Index>(T), dd);
         const Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> X(

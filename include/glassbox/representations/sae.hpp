@@ -594,13 +594,14 @@ sae_loss_recovery sae_loss_recovered(const M& model, const sparse_autoencoder& s
                               sae.input_width(), h.shape(2));
                           const tensor2 hk = xt::view(h, layer, xt::all(), xt::all());
                           std::size_t count = 0;
-                          clean[i] = detail::sae_summed_cross_entropy(model.logits_from_hidden(tokens, layer, hk),
-                                                                      e.labels, count, who);
-                          spliced[i] = detail::sae_summed_cross_entropy(
-                              model.logits_from_hidden(tokens, layer, sae_reconstruct(sae, hk)), e.labels, count, who);
+                          const auto logits = [&](const tensor2& x) {
+                            return detail::model_logits_from_hidden(model, tokens, layer, x, who, i);
+                          };
+                          clean[i] = detail::sae_summed_cross_entropy(logits(hk), e.labels, count, who);
+                          spliced[i] = detail::sae_summed_cross_entropy(logits(sae_reconstruct(sae, hk)), e.labels,
+                                                                        count, who);
                           const tensor2 zeros = xt::zeros<float>({hk.shape(0), hk.shape(1)});
-                          zero[i] = detail::sae_summed_cross_entropy(model.logits_from_hidden(tokens, layer, zeros),
-                                                                     e.labels, count, who);
+                          zero[i] = detail::sae_summed_cross_entropy(logits(zeros), e.labels, count, who);
                           scored[i] = count / 3;
                         }
                       });
@@ -706,13 +707,13 @@ std::vector<sae_logit_effect> sae_logit_effects(const M& model, const sparse_aut
     for (std::size_t c = 0; c < d; ++c) directions(i, c) = sae.W_dec(chosen[i], c);
   tensor2 logits;
   if constexpr (requires { model.decode_hidden(directions); }) {
-    logits = model.decode_hidden(directions);
+    logits = detail::model_decode_hidden(model, directions, who);
   } else {
     static_assert(check_intervention_model<M>());
     const token_sequence probe{0};
-    const std::size_t last = model.hidden_states(token_span(probe)).shape(0) - 1;
+    const std::size_t last = detail::model_hidden_states(model, token_span(probe), who).shape(0) - 1;
     const token_sequence tokens(chosen.size(), 0);
-    logits = model.logits_from_hidden(token_span(tokens), last, directions);
+    logits = detail::model_logits_from_hidden(model, token_span(tokens), last, directions, who);
   }
   detail::require<model_error>(logits.shape(0) == chosen.size(),
                                "glassbox::{}: the model decoded {} rows for {} directions", who, logits.shape(0),

@@ -258,7 +258,7 @@ tensor2 steered_logits(const M& model, token_span tokens, std::size_t layer, con
                        const steering_options& options = {}) {
   tensor2 h = detail::layer_state(model, tokens, layer, "steered_logits");
   detail::steer_rows(h, direction, options, "steered_logits");
-  return model.logits_from_hidden(tokens, layer, h);
+  return detail::model_logits_from_hidden(model, tokens, layer, h, "steered_logits");
 }
 
 /// The logits [rows, V] of `tokens` with the rows of the residual stream at `layer` projected onto
@@ -277,7 +277,7 @@ tensor2 projected_logits(const M& model, token_span tokens, std::size_t layer, c
   const Eigen::MatrixXd Hd = H.cast<double>();
   const Eigen::MatrixXd Bd = B.cast<double>();
   H = (Hd - (Hd * Bd.transpose()) * Bd).cast<float>();
-  return model.logits_from_hidden(tokens, layer, h);
+  return detail::model_logits_from_hidden(model, tokens, layer, h, "projected_logits");
 }
 
 /// Steering over a data set: for each alpha, the target's mean and how often its sign flips the
@@ -296,7 +296,7 @@ std::vector<steering_point> steering_curve(const M& model, std::span<const token
   for (std::size_t i = 0; i < inputs.size(); ++i) {
     const token_span tokens(inputs[i]);
     states.push_back(detail::layer_state(model, tokens, layer, who));
-    plain[i] = t.value_of(model.logits_from_hidden(tokens, layer, states.back()));
+    plain[i] = t.value_of(detail::model_logits_from_hidden(model, tokens, layer, states.back(), who, i));
     reporter.advance(1);
   }
   std::vector<steering_point> out;
@@ -308,7 +308,7 @@ std::vector<steering_point> steering_curve(const M& model, std::span<const token
     for (std::size_t i = 0; i < inputs.size(); ++i) {
       tensor2 h = states[i];
       detail::steer_rows(h, direction, o, who);
-      const double v = t.value_of(model.logits_from_hidden(token_span(inputs[i]), layer, h));
+      const double v = t.value_of(detail::model_logits_from_hidden(model, token_span(inputs[i]), layer, h, who, i));
       p.mean_target += v / static_cast<double>(inputs.size());
       const double sign = alpha > 0 ? 1.0 : (alpha < 0 ? -1.0 : 0.0);
       if (sign != 0.0) {
