@@ -347,11 +347,19 @@ TEST_CASE("prompting: order sensitivity", "[prompting][order]") {
       std::sort(sorted.begin(), sorted.end());
       CHECK(sorted == std::vector<std::size_t>{0, 1, 2, 3});
     }
+    // The same call again: bit-identical (docs/concepts.md, "Reproducibility").
+    const auto again = order_sensitivity(model, tokens, segments, t, {.max_orders = 10, .seed = 5});
+    CHECK(a.orders == again.orders);
+    CHECK(a.values == again.values);
+    CHECK(a.standard_deviation == again.standard_deviation);
+    // Another batch size: the same orders, values equal to float rounding (a batch of other
+    // inputs is a product of another size; bit for bit only where the BLAS happens to agree).
     const auto b =
         order_sensitivity(model, tokens, segments, t, {.max_orders = 10, .seed = 5, .execution = {.batch_size = 3}});
     CHECK(a.orders == b.orders);
-    CHECK(a.values == b.values);
-    CHECK(a.standard_deviation == b.standard_deviation);
+    REQUIRE(a.values.size() == b.values.size());
+    for (std::size_t k = 0; k < a.values.size(); ++k) CHECK(b.values[k] == Approx(a.values[k]).epsilon(1e-6));
+    CHECK(b.standard_deviation == Approx(a.standard_deviation).epsilon(1e-4));
     const auto c = order_sensitivity(model, tokens, segments, t, {.max_orders = 10, .seed = 6});
     CHECK(a.orders != c.orders);
     // Exactly at the limit, every order.
