@@ -10,6 +10,8 @@
 #   CXX=clang++-14 bench/include_cost.sh       another compiler
 #   REPEAT=1 bench/include_cost.sh glassbox/core.hpp glassbox/attribution.hpp   some headers, once
 #   FIRST_USE=0 bench/include_cost.sh ...      without the first-use compile
+#   PCH=0 bench/include_cost.sh ...            without the row of glassbox.hpp through a precompiled
+#                                              header (printed when glassbox/glassbox.hpp is measured)
 #   BEFORE=/tmp/before bench/include_cost.sh ... before/after table: each header compiled alternately
 #                                              against BEFORE/include (a copy of the tree before a change,
 #                                              e.g. `git archive HEAD | tar -x -C /tmp/before`) and this
@@ -163,6 +165,33 @@ for h in "${headers[@]}"; do
   s=$(header_seconds "$h")
   printf '| `%s` | %s | %.2f |\n' "$h" "$s" "$(awk "BEGIN {print $s / $eigen}")"
 done
+
+# The umbrella through a precompiled header (PCH=0 skips it), the way CMake's
+# target_precompile_headers(app PRIVATE <glassbox/glassbox.hpp>) builds it: a wrapper header that
+# includes the umbrella is precompiled once, and every translation unit is compiled with
+# `-include` of the wrapper (GCC then loads glassbox_pch.hxx.gch; -Winvalid-pch -Werror makes an
+# unusable one an error), so its own #include <glassbox/glassbox.hpp> costs nothing more.
+if [[ "${PCH:-1}" != 0 && " ${headers[*]} " == *" glassbox/glassbox.hpp "* ]]; then
+  mkdir -p "$work/pch"
+  printf '#include <glassbox/glassbox.hpp>\n' > "$work/pch/glassbox_pch.hxx"
+  pch_flags=(-std=c++20 -O2 -I"$root/include" -isystem /usr/include/eigen3 -Winvalid-pch -Werror)
+  log=$( { TIMEFORMAT='%U %S'; time "$cxx" "${pch_flags[@]}" -x c++-header "$work/pch/glassbox_pch.hxx" \
+           -o "$work/pch/glassbox_pch.hxx.gch" 2>&1; } 2>&1 ) || {
+    echo "include_cost.sh: precompiling glassbox/glassbox.hpp failed:" >&2
+    echo "$log" >&2
+    exit 1
+  }
+  build=$(echo "$log" | tail -n 1 | awk '{printf "%.2f", $1 + $2}')
+  size=$(du -m "$work/pch/glassbox_pch.hxx.gch" | cut -f1)
+  printf '#include <glassbox/glassbox.hpp>\nint main() { return 0; }\n' > "$work/tu.cpp"
+  pch_use=(-include "$work/pch/glassbox_pch.hxx" "${pch_flags[@]}")
+  best=""
+  for ((k = 0; k < repeat; ++k)); do
+    best=$(smaller "$best" "$(compile_once "$work/tu.cpp" pch_use)")
+  done
+  printf '| `glassbox/glassbox.hpp` through a precompiled header (built once: %s s, %s MB) | %s | %.2f |\n' \
+    "$build" "$size" "$best" "$(awk "BEGIN {print $best / $eigen}")"
+fi
 
 [[ "${FIRST_USE:-1}" == 0 ]] && exit 0
 write_first_use
