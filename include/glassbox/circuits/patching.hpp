@@ -208,10 +208,7 @@ double patched_value(const M& model, token_span tokens, std::span<const componen
                      std::string_view who, std::size_t evaluation) {
   const auto rows = metric.rows(output_rows_of(model, tokens.size()));
   const tensor2 logits = model.logits_with_patches(tokens, patches, rows);
-  require<model_error>(logits.shape(0) == rows.size() && logits.shape(1) >= 1,
-                       "glassbox::{}: logits_with_patches() returned [{}, {}] for {} requested rows, expected [{}, V] "
-                       "with V >= 1",
-                       who, logits.shape(0), logits.shape(1), rows.size(), rows.size());
+  check_requested_rows(logits, rows.size(), who, "logits_with_patches()");
   check_finite(logits.data(), logits.size(), logits.shape(1), who, evaluation, "logits (logits_with_patches())");
   return metric.value(logits);
 }
@@ -224,10 +221,7 @@ double residual_value(const M& model, token_span tokens, std::size_t layer, cons
   tensor2 logits;
   if constexpr (requires { model.logits_from_hidden_at(tokens, layer, h, std::span<const std::size_t>(rows)); }) {
     logits = model.logits_from_hidden_at(tokens, layer, h, std::span<const std::size_t>(rows));
-    require<model_error>(logits.shape(0) == rows.size() && logits.shape(1) >= 1,
-                         "glassbox::{}: logits_from_hidden_at() returned [{}, {}] for {} requested rows, expected "
-                         "[{}, V] with V >= 1",
-                         who, logits.shape(0), logits.shape(1), rows.size(), rows.size());
+    check_requested_rows(logits, rows.size(), who, "logits_from_hidden_at()");
     check_finite(logits.data(), logits.size(), logits.shape(1), who, evaluation, "logits (logits_from_hidden_at())");
   } else {
     const tensor2 all = model_logits_from_hidden(model, tokens, layer, h, who, evaluation);

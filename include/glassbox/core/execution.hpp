@@ -231,6 +231,15 @@ inline void check_batch_logits_shape(const tensor3& out, std::size_t batch, std:
                        member, out.shape(0), out.shape(1), out.shape(2), batch, rows);
 }
 
+/// Throws model_error unless `logits`, what the adapter's `member` returned for `rows` requested
+/// output rows, is [rows, V] with V >= 1.
+inline void check_requested_rows(const tensor2& logits, std::size_t rows, std::string_view caller,
+                                 std::string_view member) {
+  require<model_error>(logits.shape(0) == rows && logits.shape(1) >= 1,
+                       "glassbox::{}: {} returned [{}, {}] for {} requested rows, expected [{}, V] with V >= 1", caller,
+                       member, logits.shape(0), logits.shape(1), rows, rows);
+}
+
 /// The adapter's embed(tokens) in its own precision, checked: [T, d] with T = tokens.size() and
 /// d >= 1, finite; a model_error naming embed() otherwise.
 template <EmbeddingModel M>
@@ -325,7 +334,8 @@ void check_component_cache(const component_layout& layout, const Cache& c, std::
   require<model_error>(c.logits.shape(0) == T && c.logits.shape(1) >= 1,
                        "glassbox::{}: {} returned logits of shape [{}], expected [T, V] = [{}, V] with V >= 1", caller,
                        member, fmt::join(c.logits.shape(), ", "), T);
-  check_model_tensor(c.logits, {T, c.logits.shape(1)}, "T, V", caller, member, "logits", evaluation);
+  check_finite(c.logits.data(), c.logits.size(), c.logits.shape(1), caller, evaluation,
+               fmt::format("logits ({})", member));
   check_model_tensor(c.residual, {L + 1, T, d}, "L + 1, T, d", caller, member, "residual", evaluation);
   check_model_tensor(c.token_embeddings, {T, d}, "T, d", caller, member, "token_embeddings", evaluation);
   check_model_tensor(c.position_embeddings, {T, d}, "T, d", caller, member, "position_embeddings", evaluation);
@@ -378,10 +388,7 @@ tensor2 target_rows(const M& model, token_span tokens, const target& t, std::str
   if constexpr (concepts::has_logits_at<M>) {
     const auto rows = t.rows(model.output_rows(tokens.size()));
     rows_logits = model.logits_at(tokens, rows);
-    require<model_error>(rows_logits.shape(0) == rows.size() && rows_logits.shape(1) >= 1,
-                         "glassbox::{}: logits_at() returned [{}, {}] for {} requested rows, expected [{}, V] with "
-                         "V >= 1",
-                         caller, rows_logits.shape(0), rows_logits.shape(1), rows.size(), rows.size());
+    check_requested_rows(rows_logits, rows.size(), caller, "logits_at()");
   } else {
     const tensor2 logits = model.logits(tokens);
     check_logits_shape(model, logits, tokens.size(), caller, "logits()");
