@@ -51,6 +51,7 @@ struct flow_options {
 ///
 /// Example: `glassbox::flow_options o; o.sources = {T - 1}; auto f = glassbox::attention_flow(attn, o);`
 /// solves only the T problems of the last position.
+template <class = void>
 inline attention_relevance_result attention_flow(const tensor4& attentions, const flow_options& options = {}) {
   const auto d = detail::check_attentions(attentions, "attention_flow");
   const auto range = detail::check_graph_options(options.graph, d, "attention_flow");

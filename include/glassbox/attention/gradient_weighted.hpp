@@ -68,6 +68,7 @@ enum class gradient_head_norm {
 namespace detail {
 
 /// Checks an attention tensor and its gradient: same shape, attentions >= 0, all finite.
+template <class = void>
 inline attention_dims check_attention_gradient(const tensor4& a, const tensor4& g, std::string_view caller) {
   const auto d = check_attentions(a, caller);
   require<shape_error>(
@@ -81,6 +82,7 @@ inline attention_dims check_attention_gradient(const tensor4& a, const tensor4& 
 }
 
 /// The elementwise product A * dF, [L, H, T, T].
+template <class = void>
 inline tensor4 attention_times_gradient(const tensor4& a, const tensor4& g) {
   tensor4 out(a.shape());
   for (std::size_t k = 0; k < a.size(); ++k) out.data()[k] = a.data()[k] * g.data()[k];
@@ -88,6 +90,7 @@ inline tensor4 attention_times_gradient(const tensor4& a, const tensor4& g) {
 }
 
 /// mean_h of x[l, h] (positive parts only when `positive`), in double.
+template <class = void>
 inline dmatrix head_mean(const tensor4& x, std::size_t l, bool positive) {
   const std::size_t h_count = x.shape(1), t = x.shape(2);
   dmatrix m = dmatrix::Zero(static_cast<Eigen::Index>(t), static_cast<Eigen::Index>(t));
@@ -141,6 +144,7 @@ attention_gradient_result checked_attention_gradient(const M& model, token_span 
 
 /// The entries (i, j), [T * T] row-major, that some head of some layer attends to with a nonzero
 /// probability: the ones the model can attend to (a causal mask zeroes the rest in every head).
+template <class = void>
 inline std::vector<std::uint8_t> attendable_entries(const tensor4& a) {
   const std::size_t t = a.shape(2), maps = a.shape(0) * a.shape(1);
   std::vector<std::uint8_t> out(t * t, 0);
@@ -152,6 +156,7 @@ inline std::vector<std::uint8_t> attendable_entries(const tensor4& a) {
 }
 
 /// Records the input of a relevance computed from one attention_gradient pass of the model.
+template <class = void>
 inline void attach_input(attention_relevance_result& out, token_span tokens, const target& t, double value) {
   out.token_ids.assign(tokens.begin(), tokens.end());
   out.target = t;
@@ -163,6 +168,7 @@ inline void attach_input(attention_relevance_result& out, token_span tokens, con
 
 /// Attention x gradient of bare tensors: attentions A and dF = d f / d A, both [L, H, T, T];
 /// `scores` is the row of S = sum_l mean_h A * dF at `options.position` (default T - 1).
+template <class = void>
 inline attention_relevance_result attgrad(const tensor4& attentions, const tensor4& gradient,
                                           const attgrad_options& options = {}) {
   const auto d = detail::check_attention_gradient(attentions, gradient, "attgrad");
@@ -255,6 +261,7 @@ attention_relevance_result chefer_relevance(const M& model, token_span tokens, c
 /// of each head's gradient over the entries the model can attend to (A > 0 in some head of some
 /// layer; under a causal mask, at or below the diagonal), [L, H]; feed them to rollout with
 /// head_aggregation::weighted.
+template <class = void>
 inline tensor2 gradient_head_weights(const tensor4& attentions, const tensor4& gradient,
                                      gradient_head_norm norm = gradient_head_norm::l1) {
   const auto d = detail::check_attention_gradient(attentions, gradient, "gradient_head_weights");

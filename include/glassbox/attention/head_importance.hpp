@@ -73,11 +73,13 @@ struct pruning_options : head_importance_options {
 namespace detail {
 
 /// f for one example under the task options.
+template <class = void>
 inline target example_target(const head_task_options& o, const labelled_example& e) {
   return o.make_target ? o.make_target(e) : target::log_probability(e.label);
 }
 
 /// Checks a data set against a vocabulary of V tokens and the candidate list.
+template <class = void>
 inline void check_examples(std::span<const labelled_example> examples, const head_task_options& o, std::size_t vocab,
                            std::string_view caller) {
   require<shape_error>(!examples.empty(), "glassbox::{}: examples must not be empty", caller);
@@ -115,6 +117,7 @@ tensor2 initial_mask(const M& model, const tensor2& requested, std::span<const l
 
 /// Forwards the progress of one stage of a multi-stage computation to the user's callback,
 /// offset by the units of the earlier stages.
+template <class = void>
 inline execution_options stage_execution(const execution_options& user, std::size_t offset, std::size_t total,
                                          std::string_view stage) {
   execution_options e = user;
@@ -213,6 +216,7 @@ raw_importance gradient_importance(const M& model, std::span<const labelled_exam
 }
 
 /// Michel et al.'s normalisations of raw importance [L, H] (flat, row-major).
+template <class = void>
 inline std::vector<double> normalize_importance(std::vector<double> s, std::size_t layers, std::size_t heads,
                                                 bool by_layer, bool globally) {
   if (by_layer) {
@@ -233,12 +237,14 @@ inline std::vector<double> normalize_importance(std::vector<double> s, std::size
   return s;
 }
 
+template <class = void>
 inline tensor2 to_tensor2(const std::vector<double>& v, std::size_t rows, std::size_t cols) {
   tensor2 out({rows, cols});
   for (std::size_t k = 0; k < v.size(); ++k) out.data()[k] = static_cast<float>(v[k]);
   return out;
 }
 
+template <class = void>
 inline void record_task_options(std::vector<named_option>& out, const head_task_options& o) {
   out.push_back({"target", std::string(o.make_target ? "custom" : "log-probability of the label at the last row")});
   out.push_back({"candidates", static_cast<std::int64_t>(o.candidates.size())});

@@ -63,9 +63,10 @@ namespace detail {
 
 /// Running sums of head statistics over inputs; inputs are added in order, so the result does
 /// not depend on the thread count.
-class head_statistics_accumulator {
+template <class = void>
+class basic_head_statistics_accumulator {
  public:
-  head_statistics_accumulator(const head_statistics_options& o, std::size_t workers) : options_(o), workers_(workers) {}
+  basic_head_statistics_accumulator(const head_statistics_options& o, std::size_t workers) : options_(o), workers_(workers) {}
 
   /// Adds one input's attentions [L, H, T, T] (checked by the caller).
   void add(const tensor4& a) {
@@ -233,11 +234,15 @@ class head_statistics_accumulator {
   std::vector<double> row_entropy_, row_norm_;
 };
 
+/// The head statistics accumulator (basic_head_statistics_accumulator's only instantiation).
+using head_statistics_accumulator = basic_head_statistics_accumulator<>;
+
 }  // namespace detail
 
 /// Head statistics of bare attention tensors, one [L, H, T, T] per input (T may differ).
 ///
 /// Example: `auto s = glassbox::head_statistics(std::span(maps)); s.entropy(l, h);`
+template <class = void>
 inline head_statistics_result head_statistics(std::span<const tensor4> attentions,
                                               const head_statistics_options& options = {}) {
   detail::require<shape_error>(!attentions.empty(), "glassbox::head_statistics: attentions must not be empty");

@@ -51,6 +51,7 @@ struct attention_dims {
 using dmatrix = row_matrix<double>;
 
 /// Checks that `a` is [L, H, T, T] with L, H, T >= 1 and every entry finite and >= 0.
+template <class = void>
 inline attention_dims check_attentions(const tensor4& a, std::string_view caller,
                                        std::string_view name = "attentions") {
   require<shape_error>(a.shape(0) >= 1 && a.shape(1) >= 1 && a.shape(2) >= 1 && a.shape(2) == a.shape(3),
@@ -76,6 +77,7 @@ inline const float* head_map(const tensor4& a, std::size_t l, std::size_t h) {
 
 /// Checks aggregation weights against the tensor: required, [L, H], finite and >= 0 for
 /// head_aggregation::weighted, absent otherwise.
+template <class = void>
 inline void check_head_weights(head_aggregation aggregation, const tensor2& w, const attention_dims& d,
                                std::string_view caller) {
   if (aggregation != head_aggregation::weighted) {
@@ -94,6 +96,7 @@ inline void check_head_weights(head_aggregation aggregation, const tensor2& w, c
 
 /// The heads of layer l combined into one [T, T] matrix, in double. A layer whose weights sum
 /// to 0 under weighted aggregation gives the zero matrix.
+template <class = void>
 inline dmatrix aggregate_layer(const tensor4& a, std::size_t l, head_aggregation aggregation, const tensor2& weights) {
   const std::size_t h_count = a.shape(1), t = a.shape(2), n = t * t;
   dmatrix m(static_cast<Eigen::Index>(t), static_cast<Eigen::Index>(t));
@@ -131,6 +134,7 @@ inline dmatrix aggregate_layer(const tensor4& a, std::size_t l, head_aggregation
 }
 
 /// Â = rownorm((1 - r) W + r I), in place; rows summing to 0 stay 0.
+template <class = void>
 inline void add_residual(dmatrix& m, double residual, bool renormalize) {
   m *= (1.0 - residual);
   m.diagonal().array() += residual;
@@ -148,6 +152,7 @@ struct layer_range {
 };
 
 /// Checks the options of an attention graph against the tensor; returns the layer range.
+template <class = void>
 inline layer_range check_graph_options(const attention_graph_options& o, const attention_dims& d,
                                        std::string_view caller) {
   require(std::isfinite(o.residual) && o.residual >= 0.0 && o.residual <= 1.0,
@@ -162,6 +167,7 @@ inline layer_range check_graph_options(const attention_graph_options& o, const a
 }
 
 /// The residual-corrected, head-aggregated matrices Â_l for l in [first, last).
+template <class = void>
 inline std::vector<dmatrix> attention_graph(const tensor4& a, const attention_graph_options& o, layer_range r) {
   std::vector<dmatrix> out;
   out.reserve(r.last - r.first);
@@ -173,6 +179,7 @@ inline std::vector<dmatrix> attention_graph(const tensor4& a, const attention_gr
 }
 
 /// The options of an attention graph, for a result's provenance.
+template <class = void>
 inline void record_graph_options(std::vector<named_option>& out, const attention_graph_options& o, layer_range r) {
   out.push_back({"aggregation", std::string(to_string(o.aggregation))});
   out.push_back({"residual", o.residual});
@@ -182,6 +189,7 @@ inline void record_graph_options(std::vector<named_option>& out, const attention
 }
 
 /// Copies a list of double matrices into a [n, T, T] float tensor.
+template <class = void>
 inline tensor3 stack_matrices(const std::vector<dmatrix>& ms, std::size_t t) {
   tensor3 out({ms.size(), t, t});
   for (std::size_t k = 0; k < ms.size(); ++k)
@@ -190,6 +198,7 @@ inline tensor3 stack_matrices(const std::vector<dmatrix>& ms, std::size_t t) {
 }
 
 /// Makes `m` [T, T] the result's matrix, one row per position (row_positions 0 .. T - 1).
+template <class = void>
 inline void set_square_matrix(attention_relevance_result& out, const dmatrix& m) {
   const auto t = static_cast<std::size_t>(m.rows());
   out.row_positions.resize(t);
@@ -217,6 +226,7 @@ tensor4 model_attentions(const M& model, token_span tokens, std::string_view cal
 /// The heads of every layer combined: [L, T, T] from attentions [L, H, T, T].
 ///
 /// Example: `auto w = glassbox::aggregate_heads(model.attentions(tokens), head_aggregation::max);`
+template <class = void>
 inline tensor3 aggregate_heads(const tensor4& attentions, head_aggregation aggregation = head_aggregation::mean,
                                const tensor2& head_weights = {}) {
   const auto d = detail::check_attentions(attentions, "aggregate_heads");
@@ -230,6 +240,7 @@ inline tensor3 aggregate_heads(const tensor4& attentions, head_aggregation aggre
 /// The residual-corrected graph matrices Â_l = rownorm((1 - r) W_l + r I) for the levels of
 /// `options`: [last - first, T, T]. These are the capacities of attention flow and the factors
 /// of attention rollout.
+template <class = void>
 inline tensor3 residual_attention(const tensor4& attentions, const attention_graph_options& options = {}) {
   const auto d = detail::check_attentions(attentions, "residual_attention");
   const auto r = detail::check_graph_options(options, d, "residual_attention");
@@ -237,6 +248,7 @@ inline tensor3 residual_attention(const tensor4& attentions, const attention_gra
 }
 
 /// Raw attention of a bare tensor: every head as given and the heads combined per layer.
+template <class = void>
 inline attention_maps_result raw_attention(const tensor4& attentions,
                                            head_aggregation aggregation = head_aggregation::mean,
                                            const tensor2& head_weights = {}) {

@@ -59,6 +59,7 @@ std::vector<float> last_logits(const M& model, token_span tokens, std::string_vi
   return {row.begin(), row.end()};
 }
 
+template <class = void>
 inline void require_vocab(token_id id, std::size_t vocab, std::string_view caller, std::string_view argument) {
   require<shape_error>(id >= 0 && static_cast<std::size_t>(id) < vocab, "glassbox::{}: {} must be in [0, {}), got {}",
                        caller, argument, vocab, id);

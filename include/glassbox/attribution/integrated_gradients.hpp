@@ -61,6 +61,7 @@ constexpr std::string_view to_string(integration_rule rule) {
 using quadrature = detail::quadrature_rule;
 
 /// The nodes and weights of `rule` with `steps` points on [0, 1], computed in double.
+template <class = void>
 inline quadrature integration_nodes(integration_rule rule, std::size_t steps) {
   detail::require(steps >= 1, "glassbox::integration_nodes: steps must be >= 1, got {}", steps);
   switch (rule) {
@@ -94,6 +95,7 @@ struct path_settings {
 };
 
 /// Fails unless the settings make sense.
+template <class = void>
 inline void validate_path_settings(const path_settings& s) {
   require(s.steps >= 1, "glassbox::{}: steps must be >= 1, got {}", s.caller, s.steps);
   require(s.rule != integration_rule::riemann_trapezoid || s.steps >= 2,
@@ -263,6 +265,7 @@ struct integrated_gradients_options {
 constexpr std::string_view method_name(const integrated_gradients_options&) { return "integrated_gradients"; }
 
 /// Every option of an integrated gradients run, by name.
+template <class = void>
 inline std::vector<named_option> recorded_options(const integrated_gradients_options& o) {
   std::vector<named_option> out{
       detail::option("steps", o.steps),
@@ -279,6 +282,7 @@ inline std::vector<named_option> recorded_options(const integrated_gradients_opt
 }
 
 /// Integrated gradients' per-token scores from per-dimension scores.
+template <class = void>
 inline std::vector<double> aggregate_tokens(const attribution_matrix& per_dimension,
                                             const integrated_gradients_options& o) {
   return aggregate_tokens(per_dimension, o.aggregation);

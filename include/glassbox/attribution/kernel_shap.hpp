@@ -59,6 +59,7 @@ std::vector<double> kernel_shap_solve(const coalition_design& design, std::span<
 }
 
 /// The number of coalitions KernelSHAP evaluates for n features and a requested n_samples (0 = auto).
+template <class = void>
 inline std::size_t kernel_shap_budget(std::size_t n, std::size_t requested) {
   std::size_t budget = requested == 0 ? 2 * n + 2048 : requested;
   if (n < 63) budget = std::min<std::size_t>(budget, (std::size_t{1} << n) - 2);

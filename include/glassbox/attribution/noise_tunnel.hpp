@@ -62,6 +62,7 @@ struct noise_tunnel_options {
 
 namespace detail {
 
+template <class = void>
 inline void validate_noise_tunnel(const noise_tunnel_options& o) {
   require(o.samples >= 1, "glassbox::noise_tunnel: samples must be >= 1, got {}", o.samples);
   require(o.type != noise_tunnel_type::vargrad || o.samples >= 2,

@@ -57,6 +57,7 @@ constexpr std::string_view to_string(token_aggregation a) {
 }
 
 /// One score per token (row) of per-dimension scores, reduced as `how` says, in double.
+template <class = void>
 inline std::vector<double> aggregate_tokens(const attribution_matrix& per_dimension, token_aggregation how) {
   const std::size_t t = per_dimension.shape(0), d = per_dimension.shape(1);
   std::vector<double> out(t, 0.0);
@@ -107,6 +108,7 @@ concept GradientMethod = requires(const Method& method, const M& model, token_sp
 namespace detail {
 
 /// Fails unless `inputs` is a non-empty batch of [tokens.size(), d] matrices of one shape.
+template <class = void>
 inline void require_embedding_batch(token_span tokens, std::span<const tensor2> inputs, std::string_view caller) {
   require_tokens(tokens, caller);
   require<shape_error>(!inputs.empty(), "glassbox::{}: inputs must not be empty", caller);
@@ -119,6 +121,7 @@ inline void require_embedding_batch(token_span tokens, std::span<const tensor2> 
 }
 
 /// The attribution_result of input `index` of a batch attributed by one gradient method.
+template <class = void>
 inline attribution_result gradient_result(std::string_view method, token_span tokens, const target& t,
                                           const embedding_attributions& a, std::vector<double> scores,
                                           std::vector<named_option> options, std::size_t index = 0) {
@@ -153,6 +156,7 @@ struct saliency_options {
 constexpr std::string_view method_name(const saliency_options&) { return "saliency"; }
 
 /// Every option of a saliency run, by name.
+template <class = void>
 inline std::vector<named_option> recorded_options(const saliency_options& o) {
   std::vector<named_option> out{detail::option("absolute", o.absolute),
                                 detail::option("aggregation", to_string(o.aggregation))};
@@ -161,6 +165,7 @@ inline std::vector<named_option> recorded_options(const saliency_options& o) {
 }
 
 /// Saliency's per-token scores from per-dimension scores.
+template <class = void>
 inline std::vector<double> aggregate_tokens(const attribution_matrix& per_dimension, const saliency_options& o) {
   return aggregate_tokens(per_dimension, o.aggregation);
 }
@@ -214,6 +219,7 @@ struct input_x_gradient_options {
 constexpr std::string_view method_name(const input_x_gradient_options&) { return "input_x_gradient"; }
 
 /// Every option of an input x gradient run, by name.
+template <class = void>
 inline std::vector<named_option> recorded_options(const input_x_gradient_options& o) {
   std::vector<named_option> out{detail::option("aggregation", to_string(o.aggregation))};
   detail::record_execution(out, o.execution);
@@ -221,6 +227,7 @@ inline std::vector<named_option> recorded_options(const input_x_gradient_options
 }
 
 /// Input x gradient's per-token scores from per-dimension scores.
+template <class = void>
 inline std::vector<double> aggregate_tokens(const attribution_matrix& per_dimension,
                                             const input_x_gradient_options& o) {
   return aggregate_tokens(per_dimension, o.aggregation);

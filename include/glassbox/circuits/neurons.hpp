@@ -116,6 +116,7 @@ struct neuron_ranking {
 /// labels[s][p] is the property of token p of sequence s (NaN: not scored). Mutual information
 /// treats each distinct label value as a class and bins each activation into `bins` equal-frequency
 /// bins (ties kept in one bin).
+template <class = void>
 inline neuron_ranking rank_neurons(const neuron_activation_table& table, std::span<const std::vector<double>> labels,
                                    const neuron_ranking_options& options = {}) {
   constexpr std::string_view who = "rank_neurons";
@@ -210,6 +211,7 @@ struct neuron_example {
 
 /// The `k` tokens of the data set where neuron `neuron` of block `layer` is largest, largest first
 /// (ties: the earlier token first).
+template <class = void>
 inline std::vector<neuron_example> top_activations(const neuron_activation_table& table, std::size_t layer,
                                                    std::size_t neuron, std::size_t k) {
   const std::size_t c = table.column(layer, neuron), rows = table.values.shape(0);

@@ -47,6 +47,7 @@ constexpr std::string_view to_string(patch_level level) {
 }
 
 /// The level named `name` ("resid" or "residual", "head", "mlp", "neuron"); glassbox::error otherwise.
+template <class = void>
 inline patch_level parse_patch_level(std::string_view name) {
   if (name == "resid" || name == "residual") return patch_level::residual;
   if (name == "head") return patch_level::head;
@@ -120,6 +121,7 @@ struct ablation_options {
 namespace detail {
 
 /// The blocks a sweep covers.
+template <class = void>
 inline std::vector<std::size_t> sweep_layers(const component_layout& layout, const std::optional<std::size_t>& layer,
                                              std::string_view who) {
   if (layer) {
@@ -133,6 +135,7 @@ inline std::vector<std::size_t> sweep_layers(const component_layout& layout, con
 }
 
 /// Columns of a sweep at `level` for T tokens.
+template <class = void>
 inline std::size_t sweep_columns(const component_layout& layout, patch_level level, std::size_t T) {
   switch (level) {
     case patch_level::head: return layout.heads;
@@ -142,6 +145,7 @@ inline std::size_t sweep_columns(const component_layout& layout, patch_level lev
 }
 
 /// The column axis name of a level.
+template <class = void>
 inline std::string sweep_axis(patch_level level) {
   return level == patch_level::head ? "head" : level == patch_level::neuron ? "neuron" : "position";
 }
@@ -177,6 +181,7 @@ tensor2 component_values(const Cache& c, patch_level level, std::size_t layer, s
 }
 
 /// The patch of one sweep entry with `values` (from component_values).
+template <class = void>
 inline component_patch sweep_patch(patch_level level, std::size_t layer, std::size_t column, tensor2 values) {
   component_patch p;
   p.layer = layer;
@@ -247,6 +252,7 @@ xt::xtensor<double, 2> run_sweep(const M& /*model*/, std::size_t rows, std::size
 }
 
 /// A result's description: method, level, metric, the blocks of its rows and its column axis.
+template <class = void>
 inline patching_result sweep_result(std::string method, patch_level level, const target& metric,
                                     std::vector<std::size_t> layers) {
   patching_result r;
@@ -259,6 +265,7 @@ inline patching_result sweep_result(std::string method, patch_level level, const
 }
 
 /// restored = (values - corrupt) / (clean - corrupt); NaN where clean == corrupt.
+template <class = void>
 inline xt::xtensor<double, 2> restored_fraction(const xt::xtensor<double, 2>& values, double clean, double corrupt) {
   xt::xtensor<double, 2> r(values.shape());
   const double span = clean - corrupt;
@@ -268,6 +275,7 @@ inline xt::xtensor<double, 2> restored_fraction(const xt::xtensor<double, 2>& va
 }
 
 /// Checks a clean / corrupted pair: equal, non-zero lengths.
+template <class = void>
 inline void check_pair(token_span clean, token_span corrupt, std::string_view who) {
   require(!clean.empty(), "glassbox::{}: the clean input is empty", who);
   require(clean.size() == corrupt.size(),

@@ -40,6 +40,7 @@ struct build_configuration {
 };
 
 /// The configuration the calling translation unit was compiled with.
+template <class = void>
 inline build_configuration compiled_configuration() {
   build_configuration c;
 #if defined(__AVX512F__)
@@ -58,6 +59,7 @@ inline build_configuration compiled_configuration() {
 }
 
 /// The highest level the CPU running the program supports (baseline off x86-64 or without GCC/Clang).
+template <class = void>
 inline simd_level cpu_simd_level() {
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
   __builtin_cpu_init();

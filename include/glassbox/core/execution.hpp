@@ -48,6 +48,7 @@ struct execution_options {
 };
 
 /// The number of threads a budget of `threads` means: `threads`, or every hardware thread for 0.
+template <class = void>
 inline std::size_t resolve_threads(std::size_t threads) {
   if (threads != 0) return threads;
   return std::max<std::size_t>(1, std::thread::hardware_concurrency());
@@ -86,6 +87,7 @@ namespace detail {
 /// The number of worker threads to use for `exec` on a model that is (or is not) thread-safe: the
 /// whole budget for a thread-safe model (run_batches then gives each worker budget / workers
 /// threads inside its passes), one otherwise (whose passes then get the whole budget).
+template <class = void>
 inline std::size_t worker_count(const execution_options& exec, bool thread_safe) {
   if (!thread_safe) return 1;
   return resolve_threads(exec.threads);
@@ -224,6 +226,7 @@ void check_logits_shape(const M& model, const Logits& logits, std::size_t tokens
 
 /// Throws model_error unless `out`, what the adapter's batched `member` returned, is [B, P, V] with
 /// B = `batch`, P = `rows` (the rows asked for) and V >= 1.
+template <class = void>
 inline void check_batch_logits_shape(const tensor3& out, std::size_t batch, std::size_t rows, std::string_view caller,
                                      std::string_view member) {
   require<model_error>(out.shape(0) == batch && out.shape(1) == rows && out.shape(2) >= 1,
@@ -233,6 +236,7 @@ inline void check_batch_logits_shape(const tensor3& out, std::size_t batch, std:
 
 /// Throws model_error unless `logits`, what the adapter's `member` returned for `rows` requested
 /// output rows, is [rows, V] with V >= 1.
+template <class = void>
 inline void check_requested_rows(const tensor2& logits, std::size_t rows, std::string_view caller,
                                  std::string_view member) {
   require<model_error>(logits.shape(0) == rows && logits.shape(1) >= 1,

@@ -186,6 +186,7 @@ struct review_lexicon {
   const std::vector<token_id>& pool(review_category c) const { return pools[static_cast<std::size_t>(c)]; }
 };
 
+template <class = void>
 inline review_lexicon make_review_lexicon() {
   review_lexicon lex;
   const auto n = std::size(review_word_table);
@@ -230,6 +231,7 @@ inline const review_lexicon& review_lex() {
 inline const review_word_entry& review_entry(token_id id) { return review_word_table[static_cast<std::size_t>(id)]; }
 
 /// The class of an id that is known to be in range.
+template <class = void>
 inline datasets::review_word_class review_class(token_id id) { return review_class_of(review_entry(id).category); }
 
 }  // namespace glassbox::detail
@@ -237,6 +239,7 @@ inline datasets::review_word_class review_class(token_id id) { return review_cla
 namespace glassbox::datasets {
 
 /// The words of the review vocabulary in id order (id 0 is `<pad>`, 1 `<unk>`, 2 `=>`, 3 `positive`, 4 `negative`).
+template <class = void>
 inline std::vector<std::string> review_vocabulary() {
   std::vector<std::string> words;
   words.reserve(review_vocab_size());
@@ -245,6 +248,7 @@ inline std::vector<std::string> review_vocabulary() {
 }
 
 /// Everything the language says about token `id`; throws shape_error if `id` is not a review token id.
+template <class = void>
 inline review_word_info review_word(token_id id) {
   detail::require<shape_error>(id >= 0 && static_cast<std::size_t>(id) < review_vocab_size(),
                                "glassbox::datasets::review_word: id must be a review token id in [0, {}), got {}",
@@ -254,6 +258,7 @@ inline review_word_info review_word(token_id id) {
 }
 
 /// The id of `word`, or nothing if the word is not in the review vocabulary.
+template <class = void>
 inline std::optional<token_id> find_review_token(std::string_view word) {
   const auto& ids = detail::review_lex().ids;
   const auto it = ids.find(word);
@@ -264,6 +269,7 @@ inline std::optional<token_id> find_review_token(std::string_view word) {
 /// The ids of a text of space-separated words; throws glassbox::error naming the first unknown word.
 ///
 /// Example: `encode_review("the food was not good . =>")` gives the review and the marker.
+template <class = void>
 inline token_sequence encode_review(std::string_view text) {
   token_sequence ids;
   std::size_t i = 0;
@@ -283,6 +289,7 @@ inline token_sequence encode_review(std::string_view text) {
 }
 
 /// The text of a token sequence: its words joined by single spaces.
+template <class = void>
 inline std::string decode_review(token_span tokens) {
   std::string text;
   for (std::size_t i = 0; i < tokens.size(); ++i) {
@@ -294,6 +301,7 @@ inline std::string decode_review(token_span tokens) {
 
 /// The antonym of a sentiment word: the word of the same kind (adjective / verb) and strength with
 /// the opposite written polarity (good <-> bad, excellent <-> terrible, love <-> hate).
+template <class = void>
 inline token_id review_antonym(token_id id) {
   const auto info = review_word(id);
   detail::require(info.word_class == review_word_class::sentiment,
@@ -302,6 +310,7 @@ inline token_id review_antonym(token_id id) {
 }
 
 /// The label token of a polarity: `positive` for +1, `negative` for -1.
+template <class = void>
 inline token_id review_label_token(int polarity) {
   detail::require(polarity == 1 || polarity == -1,
                   "glassbox::datasets::review_label_token: polarity must be +1 or -1, got {}", polarity);
@@ -512,6 +521,7 @@ struct review_span_decision {
 };
 
 /// Rule 3 over the review positions [begin, end).
+template <class = void>
 inline review_span_decision review_decide(const std::vector<review_word_state>& w, std::size_t begin, std::size_t end) {
   review_span_decision d;
   int best = 0;
@@ -539,6 +549,7 @@ inline review_span_decision review_decide(const std::vector<review_word_state>& 
 }
 
 /// The last `but` in positions [0, end), if any.
+template <class = void>
 inline std::optional<std::size_t> review_last_but(token_span tokens, std::size_t end) {
   for (std::size_t i = end; i > 0; --i) {
     if (review_entry(tokens[i - 1]).category == review_category::but) return i - 1;
@@ -561,6 +572,7 @@ namespace glassbox::datasets {
 /// negated(i) = w_{i-1} is a negator, or intensified(i) and w_{i-2} is a negator;
 /// strength'(i) = strength(w_i) + intensified(i); polarity'(i) = -polarity(w_i) if negated(i), else polarity(w_i).
 /// Over the sentiment words i > b, the one of highest strength' decides: label = polarity'(i).
+template <class = void>
 inline review_analysis label_of(token_span tokens) {
   const auto n = tokens.size();
   const auto v = review_vocab_size();
@@ -664,6 +676,7 @@ inline review_analysis label_of(token_span tokens) {
 }
 
 /// The values of one property for every token of an analysis (one per token, marker included).
+template <class = void>
 inline std::vector<int> property_column(const review_analysis& a, review_property p) {
   std::vector<int> out;
   out.reserve(a.properties.size());
@@ -673,6 +686,7 @@ inline std::vector<int> property_column(const review_analysis& a, review_propert
 
 /// A copy of `tokens` without the tokens at `positions` (in any order, duplicates allowed): the
 /// building block of deletion counterfactuals, e.g. `label_of(erase_positions(t, a.rationale))`.
+template <class = void>
 inline token_sequence erase_positions(token_span tokens, std::span<const std::size_t> positions) {
   std::vector<bool> drop(tokens.size(), false);
   for (const auto p : positions) {
@@ -738,6 +752,7 @@ struct review_example {
 };
 
 /// The training example of a review: its tokens (review and marker), only the last row scored, against `label`.
+template <class = void>
 inline training_example to_training_example(const review_example& e) {
   return training_example::classification(e.tokens, e.label);
 }
@@ -774,9 +789,10 @@ struct review_item {
 };
 
 /// Builds one review; returns nothing when the plan does not fit the length limits.
-class review_builder {
+template <class = void>
+class basic_review_builder {
  public:
-  review_builder(const datasets::review_options& o, rng& g) : o_(o), g_(g), lex_(review_lex()) {}
+  basic_review_builder(const datasets::review_options& o, rng& g) : o_(o), g_(g), lex_(review_lex()) {}
 
   std::optional<datasets::review_example> build() {
     items_.clear();
@@ -1166,6 +1182,10 @@ class review_builder {
   std::vector<review_item> items_;
 };
 
+/// The review builder (basic_review_builder's only instantiation).
+using review_builder = basic_review_builder<>;
+
+template <class = void>
 inline void review_check_probability(double p, const char* name) {
   require(std::isfinite(p) && p >= 0.0 && p <= 1.0,
           "glassbox::datasets::review_generator: {} must be in [0, 1], got {}", name, p);
@@ -1183,13 +1203,17 @@ namespace glassbox::datasets {
 ///   auto train = gen.generate(50000, /*seed=*/1);            // examples 0..49999 of seed 1
 ///   auto test = gen.generate(2000, /*seed=*/2);              // held out: another seed
 ///   auto ex = glassbox::datasets::to_training_example(train[0]);
-class review_generator {
+///
+/// A class template only so that its member functions are compiled where they are used
+/// (docs/building.md, "Include cost"); write review_generator.
+template <class = void>
+class basic_review_generator {
  public:
   /// Attempts at a review before giving up (never reached with valid options; a guard, not a knob).
   static constexpr int max_attempts = 10000;
 
   /// A generator with `options`; throws glassbox::error for options out of range.
-  explicit review_generator(review_options options = {}) : options_(options) {
+  explicit basic_review_generator(review_options options = {}) : options_(options) {
     detail::require(options_.min_length >= 1, "glassbox::datasets::review_generator: min_length must be >= 1, got {}",
                     options_.min_length);
     detail::require(options_.max_length >= 16, "glassbox::datasets::review_generator: max_length must be >= 16, got {}",
@@ -1247,7 +1271,11 @@ class review_generator {
   review_options options_;
 };
 
+/// The review generator type (basic_review_generator's only instantiation).
+using review_generator = basic_review_generator<>;
+
 /// The first n examples of the data set of `seed` under `options`: review_generator(options).generate(n, seed).
+template <class = void>
 inline std::vector<review_example> generate_reviews(std::size_t n, std::uint64_t seed,
                                                     const review_options& options = {}) {
   return review_generator(options).generate(n, seed);

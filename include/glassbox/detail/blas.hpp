@@ -16,6 +16,7 @@ namespace glassbox::detail {
 
 /// Makes OpenBLAS, when the program uses it behind Eigen, run every product on its calling thread
 /// (once per process; cheap after the first call). Does nothing in other builds.
+template <class = void>
 inline void blas_on_calling_thread() {
 #if defined(GLASSBOX_DETAIL_OPENBLAS_THREADS)
   static const bool done = [] {

@@ -29,6 +29,7 @@ template <class... Args>
 }
 
 /// The size in bytes of an existing regular file; io_error if it is missing or not a regular file.
+template <class = void>
 inline std::uintmax_t regular_file_size(const std::filesystem::path& file, std::string_view function) {
   std::error_code ec;
   const auto status = std::filesystem::status(file, ec);
@@ -41,6 +42,7 @@ inline std::uintmax_t regular_file_size(const std::filesystem::path& file, std::
 }
 
 /// An input stream on `file` in binary mode; io_error if it cannot be opened.
+template <class = void>
 inline std::ifstream open_for_reading(const std::filesystem::path& file, std::string_view function) {
   std::ifstream in(file, std::ios::binary);
   if (!in) fail_file(function, file, "cannot be opened for reading");
@@ -48,6 +50,7 @@ inline std::ifstream open_for_reading(const std::filesystem::path& file, std::st
 }
 
 /// Reads exactly `count` bytes from `in` into `out`; io_error naming `what` if the file ends first.
+template <class = void>
 inline void read_exactly(std::istream& in, char* out, std::size_t count, const std::filesystem::path& file,
                          std::string_view function, std::string_view what) {
   // Read in pieces that fit std::streamsize on every platform.
@@ -63,6 +66,7 @@ inline void read_exactly(std::istream& in, char* out, std::size_t count, const s
 }
 
 /// The whole content of a regular file.
+template <class = void>
 inline std::string read_whole_file(const std::filesystem::path& file, std::string_view function) {
   const auto size = regular_file_size(file, function);
   auto in = open_for_reading(file, function);

@@ -54,6 +54,7 @@ inline void reverse_element_bytes(T* data, std::size_t count) {
 }
 
 /// The float an IEEE binary16 bit pattern holds (exact; NaN payloads are kept).
+template <class = void>
 inline float half_to_float(std::uint16_t h) {
   const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
   const std::uint32_t exponent = (h >> 10) & 0x1Fu;
@@ -67,11 +68,13 @@ inline float half_to_float(std::uint16_t h) {
 }
 
 /// The float a bfloat16 bit pattern holds (exact: bfloat16 is the upper half of a float).
+template <class = void>
 inline float bfloat16_to_float(std::uint16_t b) { return std::bit_cast<float>(static_cast<std::uint32_t>(b) << 16); }
 
 /// The exponent and mantissa fields of a finite |x| >= 0 rounded to nearest-even in a binary format
 /// with `mantissa_bits` stored mantissa bits and normal exponents [min_exponent, max_exponent].
 /// Overflow gives the infinity pattern (all exponent bits set, mantissa 0).
+template <class = void>
 inline std::uint64_t round_magnitude(double magnitude, int mantissa_bits, int min_exponent, int max_exponent) {
   const std::uint64_t infinity = static_cast<std::uint64_t>(max_exponent - min_exponent + 2) << mantissa_bits;
   if (magnitude == 0) return 0;
@@ -89,6 +92,7 @@ inline std::uint64_t round_magnitude(double magnitude, int mantissa_bits, int mi
 }
 
 /// The IEEE binary16 bit pattern nearest to x (ties to even).
+template <class = void>
 inline std::uint16_t double_to_half_bits(double x) {
   const std::uint16_t sign = std::signbit(x) ? 0x8000u : 0u;
   if (std::isnan(x)) return static_cast<std::uint16_t>(sign | 0x7E00u);
@@ -97,6 +101,7 @@ inline std::uint16_t double_to_half_bits(double x) {
 }
 
 /// The bfloat16 bit pattern nearest to x (ties to even).
+template <class = void>
 inline std::uint16_t double_to_bfloat16_bits(double x) {
   const std::uint16_t sign = std::signbit(x) ? 0x8000u : 0u;
   if (std::isnan(x)) return static_cast<std::uint16_t>(sign | 0x7FC0u);
@@ -105,6 +110,7 @@ inline std::uint16_t double_to_bfloat16_bits(double x) {
 }
 
 /// The bfloat16 bit pattern nearest to a float (ties to even), by integer rounding of the float's bits.
+template <class = void>
 inline std::uint16_t float_to_bfloat16_bits(float x) {
   const auto bits = std::bit_cast<std::uint32_t>(x);
   if (std::isnan(x)) return static_cast<std::uint16_t>(((bits >> 16) & 0x8000u) | 0x7FC0u);
@@ -115,6 +121,7 @@ inline std::uint16_t float_to_bfloat16_bits(float x) {
 }
 
 /// The float nearest to x (ties to even), independent of the rounding mode; overflow gives infinity.
+template <class = void>
 inline float double_to_float(double x) {
   const std::uint32_t sign = std::signbit(x) ? 0x80000000u : 0u;
   if (std::isnan(x)) return std::bit_cast<float>(sign | 0x7FC00000u);

@@ -14,6 +14,7 @@ namespace glassbox::detail {
 /// (madvise MADV_POPULATE_WRITE), before a pass fills them: one system call instead of a page fault
 /// per 4 KiB. For large buffers filled once (activation rows). Does nothing elsewhere, or when the
 /// kernel declines. (Transparent huge pages, tried too, made the kernel's part slower here.)
+template <class = void>
 inline void prefault_for_writing(void* data, std::size_t bytes) {
 #if defined(__linux__) && defined(MADV_POPULATE_WRITE)
   constexpr std::uintptr_t page = 4096;

@@ -20,6 +20,7 @@ namespace glassbox {
 namespace detail {
 
 /// Checks two paired score vectors: non-empty, equal lengths, finite.
+template <class = void>
 inline void require_paired(std::span<const double> a, std::span<const double> b, std::string_view caller) {
   require<shape_error>(!a.empty(), "glassbox::{}: a must not be empty", caller);
   require<shape_error>(a.size() == b.size(), "glassbox::{}: b must have as many values as a ({}), got {}", caller,

@@ -190,6 +190,7 @@ void require_removable_rationale(const R& eval, std::span<const std::size_t> rat
 }
 
 /// The token counts of a curve with `steps` steps over n removable tokens: round(j n / steps), half up.
+template <class = void>
 inline std::vector<std::size_t> curve_counts(std::size_t n, std::size_t steps) {
   const std::size_t s = steps == 0 ? n : steps;
   std::vector<std::size_t> k(s + 1);

@@ -67,6 +67,7 @@ struct iou_f1_result {
 namespace detail {
 
 /// F1 of a precision and a recall; 0 when either is 0 (ERASER's _f1).
+template <class = void>
 inline double f1_of(double precision, double recall) {
   if (precision == 0 || recall == 0) return 0;
   return 2 * precision * recall / (precision + recall);
@@ -87,6 +88,7 @@ std::vector<token_range> runs_of(std::vector<std::size_t> positions) {
 }
 
 /// The intersection over union of two ranges.
+template <class = void>
 inline double iou_of(const token_range& a, const token_range& b) {
   const std::size_t lo = std::max(a.begin, b.begin), hi = std::min(a.end, b.end);
   const double inter = hi > lo ? static_cast<double>(hi - lo) : 0.0;

@@ -75,6 +75,7 @@ namespace detail {
 
 /// Infidelity from its samples: `values` are f(x) then f at each perturbed input; mean
 /// (beta I.a - diff)^2 with diff = f(x) - f(x - I), beta = E[I.a diff] / E[(I.a)^2] when normalised.
+template <class = void>
 inline infidelity_result finish_infidelity(std::vector<double> dots, std::span<const double> values, bool normalize,
                                            std::size_t evaluations) {
   std::vector<double> diffs;

@@ -94,10 +94,11 @@ void require_curvature_member(hessian_kind kind, std::string_view caller) {
 }
 
 /// The parameters an influence computation works on: all of them, or chosen ranges gathered in order.
-class parameter_subset {
+template <class = void>
+class basic_parameter_subset {
  public:
   /// The subset of `ranges` (empty = all) of a model with `parameters` parameters; throws on bad ranges.
-  parameter_subset(std::span<const parameter_range> ranges, std::size_t parameters, std::string_view caller)
+  basic_parameter_subset(std::span<const parameter_range> ranges, std::size_t parameters, std::string_view caller)
       : ranges_(ranges.begin(), ranges.end()), full_(parameters) {
     size_ = check_parameter_ranges(ranges, parameters, caller);
   }
@@ -140,6 +141,9 @@ class parameter_subset {
   std::size_t full_ = 0;
   std::size_t size_ = 0;
 };
+
+/// The parameter subset (basic_parameter_subset's only instantiation).
+using parameter_subset = basic_parameter_subset<>;
 
 /// v -> H_SS v (+ damping v) over the training set, through the model's curvature products on
 /// batches of exec.batch_size examples, combined in double in batch order (identical for any

@@ -69,20 +69,24 @@ struct measurement_term {
 ///
 /// Example: `auto f = glassbox::measurement::completion(prompt, {positive_id});` measures
 /// -log p(positive | prompt); a positive influence score means the training example raised it.
-class measurement {
+///
+/// A class template only so that its member functions are compiled where they are used
+/// (docs/building.md, "Include cost"); write measurement.
+template <class = void>
+class basic_measurement {
  public:
   /// f = L(query): the query's mean cross-entropy over its scored rows (the default measurement).
-  static measurement loss(training_example query) {
+  static basic_measurement loss(training_example query) {
     detail::require<shape_error>(!query.tokens.empty(), "glassbox::measurement::loss: query tokens must not be empty");
     detail::require<shape_error>(query.labels.size() == query.tokens.size(),
                                  "glassbox::measurement::loss: labels must have one entry per token ({}), got {}",
                                  query.tokens.size(), query.labels.size());
-    return measurement(measurement_kind::loss, {{std::move(query), 1.0}});
+    return basic_measurement(measurement_kind::loss, {{std::move(query), 1.0}});
   }
 
   /// f = -sum_j log p(c_j | prompt, c_<j): the summed negative log-probability of `completion`
   /// after `prompt` (teacher forced), = |completion| x L(prompt ++ completion labelled with it).
-  static measurement completion(token_sequence prompt, token_sequence completion) {
+  static basic_measurement completion(token_sequence prompt, token_sequence completion) {
     detail::require<shape_error>(!prompt.empty(), "glassbox::measurement::completion: prompt must not be empty");
     detail::require<shape_error>(!completion.empty(),
                                  "glassbox::measurement::completion: completion must not be empty");
@@ -92,12 +96,12 @@ class measurement {
     e.tokens.insert(e.tokens.end(), completion.begin(), completion.end() - 1);
     e.labels.assign(e.tokens.size(), training_example::ignore_label);
     for (std::size_t j = 0; j < c; ++j) e.labels[p - 1 + j] = completion[j];
-    return measurement(measurement_kind::completion, {{std::move(e), static_cast<double>(c)}});
+    return basic_measurement(measurement_kind::completion, {{std::move(e), static_cast<double>(c)}});
   }
 
   /// f = -(log p(token) - log p(foil)) at output row `position` of `tokens` (negative counts from
   /// the end; -1 = the last row) = L(tokens labelled `token` there) - L(tokens labelled `foil` there).
-  static measurement contrast(token_sequence tokens, token_id token, token_id foil, std::ptrdiff_t position = -1) {
+  static basic_measurement contrast(token_sequence tokens, token_id token, token_id foil, std::ptrdiff_t position = -1) {
     detail::require<shape_error>(!tokens.empty(), "glassbox::measurement::contrast: tokens must not be empty");
     detail::require(token != foil, "glassbox::measurement::contrast: foil must differ from token ({}), got {}", token,
                     foil);
@@ -113,11 +117,11 @@ class measurement {
     training_example b = a;
     a.labels[static_cast<std::size_t>(row)] = token;
     b.labels[static_cast<std::size_t>(row)] = foil;
-    return measurement(measurement_kind::contrast, {{std::move(a), 1.0}, {std::move(b), -1.0}});
+    return basic_measurement(measurement_kind::contrast, {{std::move(a), 1.0}, {std::move(b), -1.0}});
   }
 
   /// f = sum_k w_k L(e_k) for any terms (e.g. a query set's mean loss).
-  static measurement weighted(std::vector<measurement_term> terms) {
+  static basic_measurement weighted(std::vector<measurement_term> terms) {
     detail::require<shape_error>(!terms.empty(), "glassbox::measurement::weighted: terms must not be empty");
     for (std::size_t k = 0; k < terms.size(); ++k) {
       detail::require(std::isfinite(terms[k].weight),
@@ -128,7 +132,7 @@ class measurement {
           "got {} tokens and {} labels",
           k, terms[k].example.tokens.size(), terms[k].example.labels.size());
     }
-    return measurement(measurement_kind::weighted, std::move(terms));
+    return basic_measurement(measurement_kind::weighted, std::move(terms));
   }
 
   /// What the measurement is.
@@ -139,11 +143,14 @@ class measurement {
   const token_sequence& tokens() const { return terms_.front().example.tokens; }
 
  private:
-  measurement(measurement_kind kind, std::vector<measurement_term> terms) : kind_(kind), terms_(std::move(terms)) {}
+  basic_measurement(measurement_kind kind, std::vector<measurement_term> terms) : kind_(kind), terms_(std::move(terms)) {}
 
   measurement_kind kind_;
   std::vector<measurement_term> terms_;
 };
+
+/// The measurement type (basic_measurement's only instantiation).
+using measurement = basic_measurement<>;
 
 /// A contiguous run of the flat parameters [offset, offset + size): influence on chosen layers.
 struct parameter_range {

@@ -80,6 +80,7 @@ constexpr bool is_js_space(char32_t cp) {
 }
 
 /// The class of a code point from the generated tables (binary search), spaces first.
+template <class = void>
 inline gpt2_char_class lookup_char_class(char32_t cp) {
   if (is_js_space(cp)) return gpt2_char_class::space;
   const auto& table = unicode_letter_number_ranges;
@@ -110,6 +111,7 @@ struct scanned_char {
 
 /// The length of the well-formed UTF-8 sequence at `i` and its code point, or length 0 if ill-formed
 /// (shortest forms only, no surrogates, nothing above U+10FFFF).
+template <class = void>
 inline std::pair<std::uint32_t, char32_t> decode_utf8_at(std::string_view s, std::size_t i) {
   const auto b0 = static_cast<unsigned char>(s[i]);
   if (b0 < 0x80) return {1, b0};
@@ -158,6 +160,7 @@ inline constexpr std::array<gpt2_char_class, 128> ascii_char_classes = [] {
 }();
 
 /// The character at byte `i` of `s` (i < s.size()).
+template <class = void>
 inline scanned_char scan_char(std::string_view s, std::size_t i) {
   const auto b0 = static_cast<unsigned char>(s[i]);
   if (b0 < 0x80) return {ascii_char_classes[b0], 1};
@@ -167,6 +170,7 @@ inline scanned_char scan_char(std::string_view s, std::size_t i) {
 }
 
 /// The length of the contraction ('s 't 're 've 'm 'll 'd, case-sensitive) at byte `i`, or 0.
+template <class = void>
 inline std::size_t contraction_length(std::string_view s, std::size_t i) {
   if (s[i] != '\'' || i + 1 >= s.size()) return 0;
   const char a = s[i + 1];
@@ -182,6 +186,7 @@ inline std::size_t contraction_length(std::string_view s, std::size_t i) {
 
 /// The class of a code point in GPT-2's pre-tokenization pattern (Unicode tables of
 /// detail::unicode_tables_version).
+template <class = void>
 inline gpt2_char_class gpt2_char_class_of(char32_t cp) {
   if (cp < 0x80) return detail::ascii_char_classes[cp];
   return cp < 0x10000 ? detail::bmp_char_classes()[cp] : detail::lookup_char_class(cp);
@@ -239,6 +244,7 @@ void for_each_gpt2_pre_token(std::string_view text, Emit&& emit) {
 }
 
 /// The pre-tokens of `text` (see for_each_gpt2_pre_token), as views into it.
+template <class = void>
 inline std::vector<std::string_view> gpt2_pre_tokenize(std::string_view text) {
   std::vector<std::string_view> out;
   for_each_gpt2_pre_token(text, [&](std::string_view piece) { out.push_back(piece); });
@@ -247,6 +253,7 @@ inline std::vector<std::string_view> gpt2_pre_tokenize(std::string_view text) {
 
 /// GPT-2's byte-to-unicode map: the printable bytes '!'..'~', U+00A1..U+00AC and U+00AE..U+00FF stand
 /// for themselves; the other 68 bytes, in increasing order, become U+0100, U+0101, ... (space -> U+0120 'Ġ').
+template <class = void>
 inline std::array<char32_t, 256> gpt2_byte_to_unicode() {
   std::array<char32_t, 256> map{};
   char32_t next = 0x100;
@@ -259,6 +266,7 @@ inline std::array<char32_t, 256> gpt2_byte_to_unicode() {
 
 /// `text` with every ill-formed UTF-8 subsequence replaced by U+FFFD, one per maximal subpart, as the
 /// WHATWG decoder (JavaScript's TextDecoder) and Python's bytes.decode(errors="replace") do.
+template <class = void>
 inline std::string replace_invalid_utf8(std::string_view text) {
   std::string out;
   out.reserve(text.size());

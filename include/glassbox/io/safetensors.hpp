@@ -212,6 +212,7 @@ inline std::optional<std::size_t> as_size(const nlohmann::json& j) {
 }
 
 /// a * b, or nullopt on overflow.
+template <class = void>
 inline std::optional<std::size_t> checked_multiply(std::size_t a, std::size_t b) {
   if (a != 0 && b > std::numeric_limits<std::size_t>::max() / a) return std::nullopt;
   return a * b;
@@ -225,6 +226,7 @@ struct parsed_header {
 };
 
 /// The deepest nesting of JSON arrays and objects in `text` (strings skipped), counted up to `limit` + 1.
+template <class = void>
 inline std::size_t json_nesting(std::string_view text, std::size_t limit) {
   std::size_t depth = 0, deepest = 0;
   bool in_string = false, escaped = false;
@@ -658,6 +660,7 @@ namespace detail {
 inline constexpr std::string_view writer_name = "glassbox::io::write_safetensors";
 
 /// The reference writer's order: descending dtype alignment (F64, F32, BF16, F16), then name (bytewise).
+template <class = void>
 inline int alignment_rank(dtype type) {
   switch (type) {
     case dtype::f64:

@@ -49,6 +49,7 @@ struct string_hash {
 };
 
 /// Why `token` cannot be a vocabulary token, or an empty string if it can.
+template <class = void>
 inline std::string token_problem(std::string_view token) {
   if (token.empty()) return "is empty";
   for (std::size_t i = 0; i < token.size(); ++i)
@@ -62,6 +63,7 @@ inline std::string token_problem(std::string_view token) {
 
 /// The words of `text`: split at ASCII whitespace (runs of spaces, tabs, newlines count as one
 /// separator; leading and trailing whitespace is ignored), as vocabulary::encode splits it.
+template <class = void>
 inline std::vector<std::string_view> split_words(std::string_view text) {
   std::vector<std::string_view> words;
   std::size_t i = 0;
@@ -76,7 +78,11 @@ inline std::vector<std::string_view> split_words(std::string_view text) {
 }
 
 /// A list of tokens numbered from 0, with lookup both ways and a whitespace tokenizer.
-class vocabulary {
+///
+/// A class template only so that its member functions are compiled where they are used
+/// (docs/building.md, "Include cost"); write vocabulary.
+template <class = void>
+class basic_vocabulary {
  public:
   /// The conventional name of the padding token.
   static constexpr std::string_view pad_token = "<pad>";
@@ -84,11 +90,11 @@ class vocabulary {
   static constexpr std::string_view unk_token = "<unk>";
 
   /// An empty vocabulary (a placeholder to assign to; it cannot be saved or encode anything).
-  vocabulary() = default;
+  basic_vocabulary() = default;
 
   /// A vocabulary whose token i is tokens[i]; glassbox::error if it is empty, or a token is empty, holds
   /// whitespace, is not valid UTF-8, or repeats an earlier one.
-  explicit vocabulary(std::vector<std::string> tokens) : tokens_(std::move(tokens)) {
+  explicit basic_vocabulary(std::vector<std::string> tokens) : tokens_(std::move(tokens)) {
     constexpr std::string_view function = "glassbox::io::vocabulary";
     glassbox::detail::require(!tokens_.empty(), "{}: tokens must not be empty, got 0 tokens", function);
     check_size(tokens_.size(), [&](std::size_t limit) {
@@ -106,7 +112,7 @@ class vocabulary {
   /// Reads a vocabulary file (format at the top of this header); io_error naming the file and the line of
   /// the first problem: an empty line other than the final newline, a repeated token, whitespace inside a
   /// token, invalid UTF-8, or an empty file.
-  static vocabulary load(const std::filesystem::path& file) {
+  static basic_vocabulary load(const std::filesystem::path& file) {
     constexpr std::string_view function = "glassbox::io::vocabulary::load";
     const std::string content = glassbox::detail::read_whole_file(file, function);
     std::string_view rest(content);
@@ -114,7 +120,7 @@ class vocabulary {
     if (rest.empty())
       glassbox::detail::fail_file(function, file, "file is empty (a vocabulary has at least one token)");
 
-    vocabulary out;
+    basic_vocabulary out;
     std::size_t line = 0;
     while (!rest.empty()) {
       ++line;
@@ -240,7 +246,7 @@ class vocabulary {
   }
 
   /// Two vocabularies are equal when they have the same tokens in the same order.
-  friend bool operator==(const vocabulary& a, const vocabulary& b) { return a.tokens_ == b.tokens_; }
+  friend bool operator==(const basic_vocabulary& a, const basic_vocabulary& b) { return a.tokens_ == b.tokens_; }
 
  private:
   // The UTF-8 byte order mark (U+FEFF), skipped once at the start of a file.
@@ -256,5 +262,8 @@ class vocabulary {
   std::vector<std::string> tokens_;
   std::unordered_map<std::string, token_id, detail::string_hash, std::equal_to<>> ids_;
 };
+
+/// The vocabulary type (basic_vocabulary's only instantiation).
+using vocabulary = basic_vocabulary<>;
 
 }  // namespace glassbox::io

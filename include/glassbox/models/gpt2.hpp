@@ -103,6 +103,7 @@ struct gpt2_parameter_info {
 /// The parameter tensors of a GPT-2 in the order of the flat buffer: wte, wpe, then per block
 /// ln_1 (weight, bias), attn.c_attn (weight, bias), attn.c_proj, ln_2, mlp.c_fc, mlp.c_proj, then
 /// ln_f, then lm_head.weight when the head is untied.
+template <class = void>
 inline std::vector<gpt2_parameter_info> gpt2_parameter_table(const gpt2_config& c) {
   const std::size_t d = c.n_embd, f = c.inner();
   std::vector<gpt2_parameter_info> table;
@@ -251,6 +252,7 @@ struct gpt2_pass_buffers {
 };
 
 /// Shape text "[a, b, c]" for messages.
+template <class = void>
 inline std::string gpt2_shape_text(const std::vector<std::size_t>& shape) {
   return fmt::format("[{}]", fmt::join(shape, ", "));
 }

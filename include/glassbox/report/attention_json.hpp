@@ -4,9 +4,9 @@
 //   "glassbox.heads" (version 1)      head statistics, head importance, the ablation check and the
 //                                     pruning curve over a data set (any of the four may be absent).
 //
-// Its functions are templates with a defaulted parameter (`template <class = void>`), so that the JSON
-// and formatting code they instantiate is compiled only where they are called (docs/building.md,
-// "Include cost").
+// Its functions are templates on the JSON type (`template <class Json = json>`, or a defaulted
+// parameter where no JSON is built), so that the JSON and formatting code they instantiate is
+// compiled only where they are called (docs/building.md, "Include cost").
 #pragma once
 
 #include <cstddef>
@@ -28,11 +28,11 @@ inline constexpr int attention_json_version = 2;
 namespace detail {
 
 /// A [rows, cols] tensor as an array of rows (non-finite entries as null).
-template <class = void>
-inline json matrix_json(const tensor2& m) {
-  json rows = json::array();
+template <class Json = json>
+inline Json matrix_json(const tensor2& m) {
+  Json rows = Json::array();
   for (std::size_t i = 0; i < m.shape(0); ++i) {
-    json row = json::array();
+    Json row = Json::array();
     for (std::size_t j = 0; j < m.shape(1); ++j) row.push_back(number(m(i, j)));
     rows.push_back(std::move(row));
   }
@@ -40,11 +40,11 @@ inline json matrix_json(const tensor2& m) {
 }
 
 /// Matrix k of a [K, rows, cols] tensor as an array of rows.
-template <class = void>
-inline json slice_json(const tensor3& m, std::size_t k) {
-  json rows = json::array();
+template <class Json = json>
+inline Json slice_json(const tensor3& m, std::size_t k) {
+  Json rows = Json::array();
   for (std::size_t i = 0; i < m.shape(1); ++i) {
-    json row = json::array();
+    Json row = Json::array();
     for (std::size_t j = 0; j < m.shape(2); ++j) row.push_back(number(m(k, i, j)));
     rows.push_back(std::move(row));
   }
@@ -52,27 +52,27 @@ inline json slice_json(const tensor3& m, std::size_t k) {
 }
 
 /// Map (l, h) of a [L, H, T, T] tensor as an array of rows.
-template <class = void>
-inline json head_json(const tensor4& a, std::size_t l, std::size_t h) {
-  json rows = json::array();
+template <class Json = json>
+inline Json head_json(const tensor4& a, std::size_t l, std::size_t h) {
+  Json rows = Json::array();
   for (std::size_t i = 0; i < a.shape(2); ++i) {
-    json row = json::array();
+    Json row = Json::array();
     for (std::size_t j = 0; j < a.shape(3); ++j) row.push_back(number(a(l, h, i, j)));
     rows.push_back(std::move(row));
   }
   return rows;
 }
 
-template <class = void>
-inline json options_json(const std::vector<named_option>& options) {
-  json o = json::object();
+template <class Json = json>
+inline Json options_json(const std::vector<named_option>& options) {
+  Json o = Json::object();
   for (const auto& x : options) o[x.name] = option_json(x.value);
   return o;
 }
 
-template <class = void>
-inline json doubles_json(const std::vector<double>& v) {
-  json a = json::array();
+template <class Json = json>
+inline Json doubles_json(const std::vector<double>& v) {
+  Json a = Json::array();
   for (double x : v) a.push_back(number(x));
   return a;
 }
@@ -110,8 +110,8 @@ inline tensor2 selected_map(const attention_maps_result& r, const attention_sele
 /// Raw attention as a "glassbox.attention" document: the selected map as `matrix` and its last
 /// row as `scores`, every head ([L][H][T][T] `attentions`) and the combined heads ([L][T][T]
 /// `aggregated`).
-template <class = void>
-inline json to_json(const attention_maps_result& r, const std::vector<std::string>& tokens = {},
+template <class Json = json>
+inline Json to_json(const attention_maps_result& r, const std::vector<std::string>& tokens = {},
                     const attention_selection& selection = {}) {
   const std::size_t l = selected_layer(r, selection);
   const std::size_t layers = r.attentions.shape(0), heads = r.attentions.shape(1), t = r.attentions.shape(2);
@@ -120,9 +120,9 @@ inline json to_json(const attention_maps_result& r, const std::vector<std::strin
   std::vector<double> scores(t);
   for (std::size_t i = 0; i < t; ++i) rows[i] = i;
   for (std::size_t j = 0; j < t; ++j) scores[j] = m(t - 1, j);
-  json all = json::array(), aggregated = json::array();
+  Json all = Json::array(), aggregated = Json::array();
   for (std::size_t a = 0; a < layers; ++a) {
-    json layer = json::array();
+    Json layer = Json::array();
     for (std::size_t h = 0; h < heads; ++h) layer.push_back(detail::head_json(r.attentions, a, h));
     all.push_back(std::move(layer));
     aggregated.push_back(detail::slice_json(r.aggregated, a));
@@ -135,7 +135,7 @@ inline json to_json(const attention_maps_result& r, const std::vector<std::strin
           {"layers", layers},
           {"heads", heads},
           {"layer", l},
-          {"head", selection.head ? json(*selection.head) : json(nullptr)},
+          {"head", selection.head ? Json(*selection.head) : Json(nullptr)},
           {"aggregation", std::string(to_string(r.aggregation))},
           {"position", t - 1},
           {"row_positions", rows},
@@ -149,9 +149,9 @@ inline json to_json(const attention_maps_result& r, const std::vector<std::strin
 
 /// A token-to-token relevance (rollout, flow, AttGrad, Chefer, gradient-weighted rollout) as a
 /// "glassbox.attention" document.
-template <class = void>
-inline json to_json(const attention_relevance_result& r, const std::vector<std::string>& tokens = {}) {
-  json j{{"schema", "glassbox.attention"},
+template <class Json = json>
+inline Json to_json(const attention_relevance_result& r, const std::vector<std::string>& tokens = {}) {
+  Json j{{"schema", "glassbox.attention"},
          {"version", attention_json_version},
          {"method", r.method},
          {"tokens", detail::token_strings(r.token_ids, tokens)},
@@ -162,7 +162,7 @@ inline json to_json(const attention_relevance_result& r, const std::vector<std::
          {"row_positions", r.row_positions},
          {"matrix", detail::matrix_json(r.matrix)},
          {"scores", detail::doubles_json(r.scores)},
-         {"target", r.target ? to_json(*r.target) : json(nullptr)},
+         {"target", r.target ? to_json(*r.target) : Json(nullptr)},
          {"target_value", detail::number(r.target_value)},
          {"model_evaluations", r.model_evaluations},
          {"options", detail::options_json(r.options)},
@@ -172,9 +172,9 @@ inline json to_json(const attention_relevance_result& r, const std::vector<std::
 }
 
 /// Head statistics as the "statistics" object of a "glassbox.heads" document.
-template <class = void>
-inline json to_json(const head_statistics_result& s) {
-  json j{{"inputs", s.inputs},
+template <class Json = json>
+inline Json to_json(const head_statistics_result& s) {
+  Json j{{"inputs", s.inputs},
          {"queries", s.queries},
          {"causal", s.causal},
          {"entropy", detail::matrix_json(s.entropy)},
@@ -187,7 +187,7 @@ inline json to_json(const head_statistics_result& s) {
     j["js_divergence"] = detail::matrix_json(s.js_divergence);
     j["cosine_distance"] = detail::matrix_json(s.cosine_distance);
     j["cluster_order"] = s.cluster_order;
-    json linkage = json::array();
+    Json linkage = Json::array();
     for (const auto& m : s.linkage) linkage.push_back({m.left, m.right, detail::number(m.distance), m.size});
     j["linkage"] = std::move(linkage);
   }
@@ -196,8 +196,8 @@ inline json to_json(const head_statistics_result& s) {
 }
 
 /// Head importance as the "importance" object of a "glassbox.heads" document.
-template <class = void>
-inline json to_json(const head_importance_result& r) {
+template <class Json = json>
+inline Json to_json(const head_importance_result& r) {
   return {{"importance", detail::matrix_json(r.importance)},
           {"raw_importance", detail::matrix_json(r.raw_importance)},
           {"mean_gradient", detail::matrix_json(r.mean_gradient)},
@@ -206,8 +206,8 @@ inline json to_json(const head_importance_result& r) {
 }
 
 /// The ablation check as the "ablation" object of a "glassbox.heads" document.
-template <class = void>
-inline json to_json(const head_ablation_result& r) {
+template <class Json = json>
+inline Json to_json(const head_ablation_result& r) {
   return {{"base_mean_target", detail::number(r.base_mean_target)},
           {"base_accuracy", detail::number(r.base_accuracy)},
           {"target_change", detail::matrix_json(r.target_change)},
@@ -216,9 +216,9 @@ inline json to_json(const head_ablation_result& r) {
 }
 
 /// The pruning curve as the "pruning" object of a "glassbox.heads" document.
-template <class = void>
-inline json to_json(const pruning_curve_result& r) {
-  json order = json::array();
+template <class Json = json>
+inline Json to_json(const pruning_curve_result& r) {
+  Json order = Json::array();
   for (const auto& h : r.pruning_order) order.push_back({h.layer, h.head});
   return {{"heads_masked", r.heads_masked},
           {"accuracy", detail::doubles_json(r.accuracy)},
@@ -258,18 +258,18 @@ inline std::pair<std::size_t, std::size_t> head_report_shape(const head_report& 
 }
 
 /// A head report as a "glassbox.heads" document.
-template <class = void>
-inline json to_json(const head_report& r) {
+template <class Json = json>
+inline Json to_json(const head_report& r) {
   const auto [layers, heads] = head_report_shape(r);
   std::size_t examples = 0;
   if (r.statistics) examples = r.statistics->inputs;
   if (r.importance) examples = r.importance->examples;
-  json j{{"schema", "glassbox.heads"}, {"version", json_version}, {"layers", layers}, {"heads", heads},
+  Json j{{"schema", "glassbox.heads"}, {"version", json_version}, {"layers", layers}, {"heads", heads},
          {"examples", examples},       {"data", r.data}};
-  j["statistics"] = r.statistics ? to_json(*r.statistics) : json(nullptr);
-  j["importance"] = r.importance ? to_json(*r.importance) : json(nullptr);
-  j["ablation"] = r.ablation ? to_json(*r.ablation) : json(nullptr);
-  j["pruning"] = r.pruning ? to_json(*r.pruning) : json(nullptr);
+  j["statistics"] = r.statistics ? to_json(*r.statistics) : Json(nullptr);
+  j["importance"] = r.importance ? to_json(*r.importance) : Json(nullptr);
+  j["ablation"] = r.ablation ? to_json(*r.ablation) : Json(nullptr);
+  j["pruning"] = r.pruning ? to_json(*r.pruning) : Json(nullptr);
   return j;
 }
 

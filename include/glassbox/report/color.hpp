@@ -17,6 +17,7 @@ struct rgb {
 };
 
 /// The colour of `score` on a diverging white-centred scale whose ends are +-`scale`.
+template <class = void>
 inline rgb diverging_color(double score, double scale) {
   if (!(scale > 0) || !std::isfinite(score)) return {};
   const double a = std::clamp(std::abs(score) / scale, 0.0, 1.0);
@@ -27,6 +28,7 @@ inline rgb diverging_color(double score, double scale) {
 }
 
 /// The colour of a value in [0, 1] on a sequential white-to-blue scale (attention weights).
+template <class = void>
 inline rgb sequential_color(double value) {
   const double a = std::isfinite(value) ? std::clamp(value, 0.0, 1.0) : 0.0;
   auto mix = [a](double end) { return static_cast<std::uint8_t>(std::lround(255.0 + a * (end - 255.0))); };
@@ -34,9 +36,11 @@ inline rgb sequential_color(double value) {
 }
 
 /// Whether text on `c` reads better in white than in black (relative luminance below one half).
+template <class = void>
 inline bool needs_light_text(rgb c) { return 0.2126 * c.r + 0.7152 * c.g + 0.0722 * c.b < 128; }
 
 /// The largest finite |x| in `values` (0 if none): the default scale of a heatmap.
+template <class = void>
 inline double max_abs(std::span<const double> values) {
   double m = 0;
   for (double v : values)

@@ -166,6 +166,7 @@ void lens_translate_row(const float* h, const tuned_lens& lens, std::size_t k, s
 }
 
 /// log-sum-exp of one logits row, in double.
+template <class = void>
 inline double lens_log_sum_exp(const float* z, std::size_t V) {
   double m = -std::numeric_limits<double>::infinity();
   for (std::size_t v = 0; v < V; ++v) m = std::max(m, static_cast<double>(z[v]));
@@ -175,6 +176,7 @@ inline double lens_log_sum_exp(const float* z, std::size_t V) {
 }
 
 /// KL(p || q) in nats for logits rows zp, zq with their log-sum-exps.
+template <class = void>
 inline double lens_kl(const float* zp, double lse_p, const float* zq, double lse_q, std::size_t V) {
   double kl = 0.0;
   for (std::size_t v = 0; v < V; ++v) {

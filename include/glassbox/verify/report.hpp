@@ -99,6 +99,7 @@ struct verify_report {
 namespace detail {
 
 /// The measured column of one row.
+template <class = void>
 inline std::string verify_measured_text(const check_result& c) {
   if (!c.measured_text.empty()) return c.measured_text;
   if (std::isnan(c.measured)) return "-";
@@ -106,6 +107,7 @@ inline std::string verify_measured_text(const check_result& c) {
 }
 
 /// The tolerance column of one row.
+template <class = void>
 inline std::string verify_tolerance_text(const check_result& c) {
   if (!c.tolerance_text.empty()) return c.tolerance_text;
   return fmt::format("<= {:.1e}", c.tolerance);
@@ -116,6 +118,7 @@ inline std::string verify_tolerance_text(const check_result& c) {
 /// The report as a text table: a header, one row per check (check, rung, measured, tolerance,
 /// result), the notes of failed and skipped checks, the optional members, fast paths and warnings,
 /// and a summary line.
+template <class = void>
 inline std::string to_string(const verify_report& report) {
   std::string out = fmt::format("adapter check: {} model, {} tokens, {} output rows x {} columns, {}\n", report.scalar,
                                 report.tokens, report.output_rows, report.columns,

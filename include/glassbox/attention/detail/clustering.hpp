@@ -19,6 +19,7 @@
 namespace glassbox::detail {
 
 /// The merges of average-linkage clustering of a symmetric distance matrix [n, n].
+template <class = void>
 inline std::vector<linkage_step> average_linkage(const row_matrix<double>& distance) {
   const auto n = static_cast<std::size_t>(distance.rows());
   std::vector<linkage_step> steps;
@@ -64,6 +65,7 @@ inline std::vector<linkage_step> average_linkage(const row_matrix<double>& dista
 }
 
 /// The dendrogram's leaf order: items left to right, each merge's `left` cluster first.
+template <class = void>
 inline std::vector<std::size_t> leaf_order(const std::vector<linkage_step>& steps, std::size_t n) {
   std::vector<std::size_t> order;
   if (n == 0) return order;

@@ -60,11 +60,12 @@ struct layered_flow_workspace {
 };
 
 /// The layered graph of a set of capacity matrices, with reachability shared across problems.
-class layered_flow_network {
+template <class = void>
+class basic_layered_flow_network {
  public:
   /// `capacities[k - 1]` holds the edges from level k to level k - 1 (k = 1..n), each [T, T];
   /// entries <= epsilon are not edges.
-  layered_flow_network(const std::vector<row_matrix<double>>& capacities, double epsilon)
+  basic_layered_flow_network(const std::vector<row_matrix<double>>& capacities, double epsilon)
       : n_(capacities.size()), t_(static_cast<std::size_t>(capacities.front().rows())), epsilon_(epsilon) {
     const std::size_t t = t_;
     capacity_.assign(n_ * t * t, 0.0);
@@ -406,5 +407,8 @@ class layered_flow_network {
   std::vector<std::int32_t> column_low_, column_high_;  // [n * T]: non-zero rows of column q of C_k
   std::vector<std::uint8_t> reaches_sink_;
 };
+
+/// The layered flow network (basic_layered_flow_network's only instantiation).
+using layered_flow_network = basic_layered_flow_network<>;
 
 }  // namespace glassbox::detail

@@ -22,6 +22,7 @@ struct quadrature_rule {
 };
 
 /// P_n(x) and P_{n-1}(x) by the three-term recurrence (k + 1) P_{k+1} = (2k + 1) x P_k - k P_{k-1}.
+template <class = void>
 inline std::pair<double, double> legendre_pair(std::size_t n, double x) {
   double p_prev = 1.0, p = x;
   if (n == 0) return {1.0, 0.0};
@@ -35,6 +36,7 @@ inline std::pair<double, double> legendre_pair(std::size_t n, double x) {
 }
 
 /// The n-point Gauss-Legendre rule on [0, 1]; exact for polynomials of degree <= 2n - 1. n >= 1.
+template <class = void>
 inline quadrature_rule gauss_legendre(std::size_t n) {
   std::vector<double> x(n), w(n);
   const auto nd = static_cast<double>(n);
@@ -73,6 +75,7 @@ inline quadrature_rule gauss_legendre(std::size_t n) {
 }
 
 /// The left Riemann rule: a_k = k / n, w_k = 1 / n, k = 0 .. n - 1.
+template <class = void>
 inline quadrature_rule riemann_left(std::size_t n) {
   quadrature_rule q{std::vector<double>(n), std::vector<double>(n, 1.0 / static_cast<double>(n))};
   for (std::size_t k = 0; k < n; ++k) q.nodes[k] = static_cast<double>(k) / static_cast<double>(n);
@@ -80,6 +83,7 @@ inline quadrature_rule riemann_left(std::size_t n) {
 }
 
 /// The right Riemann rule: a_k = (k + 1) / n, w_k = 1 / n.
+template <class = void>
 inline quadrature_rule riemann_right(std::size_t n) {
   quadrature_rule q{std::vector<double>(n), std::vector<double>(n, 1.0 / static_cast<double>(n))};
   for (std::size_t k = 0; k < n; ++k) q.nodes[k] = static_cast<double>(k + 1) / static_cast<double>(n);
@@ -87,6 +91,7 @@ inline quadrature_rule riemann_right(std::size_t n) {
 }
 
 /// The midpoint rule: a_k = (k + 1/2) / n, w_k = 1 / n.
+template <class = void>
 inline quadrature_rule riemann_middle(std::size_t n) {
   quadrature_rule q{std::vector<double>(n), std::vector<double>(n, 1.0 / static_cast<double>(n))};
   for (std::size_t k = 0; k < n; ++k) q.nodes[k] = (static_cast<double>(k) + 0.5) / static_cast<double>(n);
@@ -94,6 +99,7 @@ inline quadrature_rule riemann_middle(std::size_t n) {
 }
 
 /// The trapezoid rule on n >= 2 equally spaced points a_k = k / (n - 1): w = h (1/2, 1, ..., 1, 1/2), h = 1 / (n - 1).
+template <class = void>
 inline quadrature_rule riemann_trapezoid(std::size_t n) {
   const double h = 1.0 / static_cast<double>(n - 1);
   quadrature_rule q{std::vector<double>(n), std::vector<double>(n, h)};
@@ -106,6 +112,7 @@ inline quadrature_rule riemann_trapezoid(std::size_t n) {
 /// The nodes a nested rule adds when its m intervals are halved: the midpoints (2i + 1) / (2m),
 /// each with weight 1 / (2m). The refined sum is S_2m = S_m / 2 + (this rule's sum); this holds for
 /// the left and right Riemann rules (m = n) and for the trapezoid rule (m = n - 1).
+template <class = void>
 inline quadrature_rule interval_midpoints(std::size_t m) {
   quadrature_rule q{std::vector<double>(m), std::vector<double>(m, 1.0 / (2.0 * static_cast<double>(m)))};
   for (std::size_t i = 0; i < m; ++i)

@@ -18,6 +18,7 @@
 namespace glassbox::detail {
 
 /// C(n, k) in double: exact while the result is below 2^53.
+template <class = void>
 inline double binomial(std::size_t n, std::size_t k) {
   if (k > n) return 0;
   k = std::min(k, n - k);
@@ -27,17 +28,20 @@ inline double binomial(std::size_t n, std::size_t k) {
 }
 
 /// The Shapley weight of a coalition of `s` of the other n - 1 players: s! (n - s - 1)! / n! = 1 / (n C(n-1, s)).
+template <class = void>
 inline double shapley_weight(std::size_t n, std::size_t s) {
   return 1.0 / (static_cast<double>(n) * binomial(n - 1, s));
 }
 
 /// The Shapley kernel's total mass on coalitions of size s (1 <= s <= n-1): (n - 1) / (s (n - s)).
 /// Each such coalition has kernel weight (n - 1) / (C(n, s) s (n - s)) (Lundberg & Lee 2017, Theorem 2).
+template <class = void>
 inline double shapley_kernel_size_mass(std::size_t n, std::size_t s) {
   return static_cast<double>(n - 1) / (static_cast<double>(s) * static_cast<double>(n - s));
 }
 
 /// A uniformly random permutation of 0 .. n-1.
+template <class = void>
 inline std::vector<std::size_t> random_permutation(std::size_t n, rng& gen) {
   std::vector<std::size_t> p(n);
   std::iota(p.begin(), p.end(), std::size_t{0});
@@ -46,6 +50,7 @@ inline std::vector<std::size_t> random_permutation(std::size_t n, rng& gen) {
 }
 
 /// A uniformly random r-subset of 0 .. g-1, ascending (partial Fisher-Yates).
+template <class = void>
 inline std::vector<std::uint32_t> random_subset(std::size_t g, std::size_t r, rng& gen) {
   std::vector<std::uint32_t> pool(g);
   std::iota(pool.begin(), pool.end(), std::uint32_t{0});
@@ -59,6 +64,7 @@ inline std::vector<std::uint32_t> random_subset(std::size_t g, std::size_t r, rn
 }
 
 /// Every r-subset of 0 .. g-1, in lexicographic order.
+template <class = void>
 inline std::vector<std::vector<std::uint32_t>> all_subsets(std::size_t g, std::size_t r) {
   std::vector<std::vector<std::uint32_t>> out;
   std::vector<std::uint32_t> c(r);
@@ -76,6 +82,7 @@ inline std::vector<std::vector<std::uint32_t>> all_subsets(std::size_t g, std::s
 
 /// `k` distinct r-subsets of 0 .. g-1, drawn uniformly without replacement (k <= C(g, r)).
 /// Small classes are enumerated and partially shuffled; large ones are drawn with rejection of repeats.
+template <class = void>
 inline std::vector<std::vector<std::uint32_t>> distinct_random_subsets(std::size_t g, std::size_t r, std::size_t k,
                                                                        rng& gen) {
   const double available = binomial(g, r);
@@ -137,6 +144,7 @@ struct coalition_design {
 /// drawn uniformly without replacement, and each stratum's coalitions share its exact mass. With a
 /// budget of at least 2^n - 2 every coalition is enumerated and the regression gives the exact
 /// Shapley values. When `paired` and the sampled budget is odd, its last evaluation is not used.
+template <class = void>
 inline coalition_design kernel_shap_design(std::size_t n, std::size_t budget, bool paired, rng& gen) {
   coalition_design design;
   design.features = n;

@@ -39,6 +39,7 @@ struct feature_groups {
 
 /// The features of `n_tokens` tokens under `feature_map` (empty: every token its own feature).
 /// Group ids must be -1 or 0 .. k-1 with every id in 0 .. k-1 used, as Captum's feature_mask.
+template <class = void>
 inline feature_groups make_feature_groups(std::size_t n_tokens, std::span<const int> feature_map,
                                           std::string_view caller) {
   require<shape_error>(n_tokens >= 1, "glassbox::{}: tokens must not be empty", caller);
@@ -81,6 +82,7 @@ inline feature_groups make_feature_groups(std::size_t n_tokens, std::span<const 
 
 /// Per-token scores from per-feature scores: every token carries its feature's score (as Captum),
 /// tokens held fixed get 0.
+template <class = void>
 inline std::vector<double> token_scores(const feature_groups& g, std::span<const double> feature_scores) {
   std::vector<double> out(g.feature_of.size(), 0.0);
   for (std::size_t i = 0; i < out.size(); ++i)
@@ -89,6 +91,7 @@ inline std::vector<double> token_scores(const feature_groups& g, std::span<const
 }
 
 /// The feature map as recorded in a result's options: "" for the default, else "0,0,1,-1".
+template <class = void>
 inline std::string describe_feature_map(std::span<const int> feature_map) {
   std::string s;
   for (std::size_t i = 0; i < feature_map.size(); ++i) {
@@ -100,6 +103,7 @@ inline std::string describe_feature_map(std::span<const int> feature_map) {
 
 /// A copy of `t` that reads output row `position` (negative counts from the end); sequence targets
 /// already read rows counted from the end and are returned unchanged.
+template <class = void>
 inline target with_position(const target& t, std::ptrdiff_t position) {
   switch (t.kind()) {
     case target_kind::logit:
@@ -117,6 +121,7 @@ inline target with_position(const target& t, std::ptrdiff_t position) {
 }
 
 /// The options every perturbation method records: baseline, feature map and execution settings.
+template <class = void>
 inline void record_common_options(std::vector<named_option>& options, const baseline& b,
                                   std::span<const int> feature_map, const execution_options& exec) {
   options.push_back({"baseline", b.describe()});
@@ -126,17 +131,21 @@ inline void record_common_options(std::vector<named_option>& options, const base
 }
 
 /// The positions of an input: its tokens, or its rows of embeddings.
+template <class = void>
 inline std::size_t input_length(const token_sequence& tokens) { return tokens.size(); }
 /// The positions of an input: its rows of embeddings [T, d].
+template <class = void>
 inline std::size_t input_length(const tensor2& embeddings) { return embeddings.shape(0); }
 
 /// The number of leading positions two inputs share: token ids, or rows of embeddings.
+template <class = void>
 inline std::size_t common_prefix(const token_sequence& a, const token_sequence& b) {
   const std::size_t n = std::min(a.size(), b.size());
   return static_cast<std::size_t>(std::mismatch(a.begin(), a.begin() + static_cast<std::ptrdiff_t>(n), b.begin()).first -
                                   a.begin());
 }
 /// The number of leading rows two embedding matrices [T, d] share (compared exactly).
+template <class = void>
 inline std::size_t common_prefix(const tensor2& a, const tensor2& b) {
   const std::size_t rows = std::min(a.shape(0), b.shape(0)), d = a.shape(1);
   for (std::size_t r = 0; r < rows; ++r)

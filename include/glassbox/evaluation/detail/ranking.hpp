@@ -14,6 +14,7 @@
 namespace glassbox::detail {
 
 /// Checks that every value of `values` is finite; `what` names the argument in the message.
+template <class = void>
 inline void require_finite_values(std::span<const double> values, std::string_view caller, std::string_view what) {
   for (std::size_t i = 0; i < values.size(); ++i)
     require(std::isfinite(values[i]), "glassbox::{}: {} must be finite, got {} at position {}", caller, what,

@@ -154,6 +154,7 @@ using gpt2_config_source = basic_gpt2_config_source<>;
 
 /// Whether `name` (without prefix) is a buffer of GPT-2 checkpoints that holds no parameter:
 /// h.{i}.attn.bias (the causal mask) or h.{i}.attn.masked_bias.
+template <class = void>
 inline bool gpt2_ignored_buffer(std::string_view name) {
   if (!name.starts_with("h.")) return false;
   const auto dot = name.find('.', 2);

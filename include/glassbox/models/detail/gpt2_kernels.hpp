@@ -62,6 +62,7 @@ typename Derived::Scalar fixed_order_sum(const Eigen::ArrayBase<Derived>& x) {
 }
 
 /// The number of OpenMP threads a parallel region would use (1 without OpenMP).
+template <class = void>
 inline int gpt2_thread_count() {
 #if defined(_OPENMP)
   return omp_in_parallel() ? 1 : omp_get_max_threads();
@@ -71,6 +72,7 @@ inline int gpt2_thread_count() {
 }
 
 /// The index of the calling thread in its OpenMP team (0 outside one, or without OpenMP).
+template <class = void>
 inline int gpt2_thread_index() {
 #if defined(_OPENMP)
   return omp_get_thread_num();

@@ -34,6 +34,7 @@ template <class S>
 using sae_row = Eigen::Matrix<S, 1, Eigen::Dynamic>;
 
 /// The number of OpenMP threads a parallel region would use here (1 without OpenMP or inside one).
+template <class = void>
 inline int sae_thread_count() {
 #if defined(_OPENMP)
   return omp_in_parallel() ? 1 : omp_get_max_threads();

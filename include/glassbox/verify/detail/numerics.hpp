@@ -64,6 +64,7 @@ tolerances tolerances_for(double scale, double step = 0) {
 }
 
 /// "[a, b, c]".
+template <class = void>
 inline std::string shape_text(const std::vector<std::size_t>& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
 
 /// The shape of an xtensor as a vector.
@@ -272,7 +273,8 @@ directional_sample directional_derivative(const X& x, const G& gradient, const X
 }
 
 /// The directional derivatives of one gradient check and what they say.
-struct directional_summary {
+template <class = void>
+struct basic_directional_summary {
   std::vector<directional_sample> samples;  ///< one per direction
 
   /// The largest error() of the samples (NaN if any is NaN).
@@ -326,5 +328,8 @@ struct directional_summary {
         cosine, ratio, samples.size(), at);
   }
 };
+
+/// The directional summary (basic_directional_summary's only instantiation).
+using directional_summary = basic_directional_summary<>;
 
 }  // namespace glassbox::detail::verify
