@@ -70,6 +70,7 @@ inline attention_dims check_attentions(const tensor4& a, std::string_view caller
 }
 
 /// Pointer to the [T, T] map of head h in layer l.
+template <class = void>
 inline const float* head_map(const tensor4& a, std::size_t l, std::size_t h) {
   const std::size_t t = a.shape(2);
   return a.data() + (l * a.shape(1) + h) * t * t;

@@ -222,12 +222,14 @@ inline review_lexicon make_review_lexicon() {
 }
 
 /// The lexicon of the review language (built on first use; thread-safe).
+template <class = void>
 inline const review_lexicon& review_lex() {
   static const review_lexicon lex = make_review_lexicon();
   return lex;
 }
 
 /// The table row of an id that is known to be in range.
+template <class = void>
 inline const review_word_entry& review_entry(token_id id) { return review_word_table[static_cast<std::size_t>(id)]; }
 
 /// The class of an id that is known to be in range.

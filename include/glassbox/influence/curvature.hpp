@@ -30,6 +30,7 @@
 #include "glassbox/core/execution.hpp"
 #include "glassbox/core/model.hpp"
 #include "glassbox/core/types.hpp"
+#include "glassbox/detail/eigen.hpp"
 #include "glassbox/influence/measurement.hpp"
 #include "glassbox/influence/result.hpp"
 
@@ -255,8 +256,10 @@ template <TrainableModel M>
 void query_gradients(const M& model, std::span<const measurement> queries, const parameter_subset& subset,
                      const execution_options& exec, std::string_view stage, std::vector<double>& values,
                      std::vector<Eigen::VectorXd>& gradients) {
+  // Eigen types that depend on M: compiled where this is instantiated (see dependent_t).
+  using vec_d = Eigen::Matrix<detail::dependent_t<M, double>, Eigen::Dynamic, 1>;
   values.assign(queries.size(), 0.0);
-  gradients.assign(queries.size(), Eigen::VectorXd());
+  gradients.assign(queries.size(), vec_d());
   execution_options one = exec;
   one.batch_size = 1;
   run_batches(queries.size(), one, worker_count(exec, is_thread_safe<M>()), stage,
@@ -275,11 +278,13 @@ template <TrainableModel M>
 void score_training_examples(const M& model, std::span<const training_example> training, const parameter_subset& subset,
                              const Eigen::MatrixXd& preconditioned, const execution_options& exec,
                              std::string_view caller, influence_result& result) {
+  // Eigen types that depend on M: compiled where this is instantiated (see dependent_t).
+  using vec_d = Eigen::Matrix<detail::dependent_t<M, double>, Eigen::Dynamic, 1>;
   const auto Q = preconditioned.cols();
   result.scores = tensor2::from_shape({static_cast<std::size_t>(Q), training.size()});
   for_each_training_gradient(model, training, subset, exec, caller, std::string(caller) + ": scores",
-                             [&](std::size_t n, double, const Eigen::VectorXd& g) {
-                               const Eigen::VectorXd s = preconditioned.transpose() * g;
+                             [&](std::size_t n, double, const vec_d& g) {
+                               const vec_d s = preconditioned.transpose() * g;
                                for (Eigen::Index q = 0; q < Q; ++q)
                                  result.scores(static_cast<std::size_t>(q), n) = static_cast<float>(s[q]);
                              });

@@ -30,6 +30,7 @@
 #include "glassbox/core/progress.hpp"
 #include "glassbox/core/result.hpp"
 #include "glassbox/core/types.hpp"
+#include "glassbox/detail/eigen.hpp"
 #include "glassbox/influence/curvature.hpp"
 #include "glassbox/influence/measurement.hpp"
 #include "glassbox/influence/result.hpp"
@@ -111,9 +112,12 @@ template <TrainableModel M>
 Eigen::MatrixXd explicit_curvature(const M& model, std::span<const training_example> training, hessian_kind kind,
                                    const parameter_subset& subset, const execution_options& exec,
                                    std::string_view caller, std::size_t* evaluations) {
+  // Eigen types that depend on M: compiled where this is instantiated (see dependent_t).
+  using mat_d = Eigen::Matrix<detail::dependent_t<M, double>, Eigen::Dynamic, Eigen::Dynamic>;
+  using vec_d = Eigen::Matrix<detail::dependent_t<M, double>, Eigen::Dynamic, 1>;
   const curvature_operator<M> op(model, training, kind, subset, 0.0, exec, caller);
   const std::size_t p = subset.size();
-  Eigen::MatrixXd h(static_cast<Eigen::Index>(p), static_cast<Eigen::Index>(p));
+  mat_d h(static_cast<Eigen::Index>(p), static_cast<Eigen::Index>(p));
   execution_options columns = exec;
   columns.batch_size = 1;
   const std::string stage = std::string(caller) + ": curvature";
@@ -123,13 +127,13 @@ Eigen::MatrixXd explicit_curvature(const M& model, std::span<const training_exam
   const std::size_t per_column = std::max<std::size_t>(1, budget / workers);
   run_batches(p, columns, workers, stage, [&](std::size_t begin, std::size_t end) {
     for (std::size_t j = begin; j < end; ++j) {
-      Eigen::VectorXd e = Eigen::VectorXd::Zero(static_cast<Eigen::Index>(p));
+      vec_d e = vec_d::Zero(static_cast<Eigen::Index>(p));
       e[static_cast<Eigen::Index>(j)] = 1.0;
       h.col(static_cast<Eigen::Index>(j)) = op.curvature(e, per_column);
     }
   });
   if (evaluations != nullptr) *evaluations += op.evaluations();
-  const Eigen::MatrixXd sym = 0.5 * (h + h.transpose());
+  const mat_d sym = 0.5 * (h + h.transpose());
   return sym;
 }
 
@@ -167,6 +171,9 @@ template <TrainableModel M>
 influence_result exact_influence(const M& model, std::span<const measurement> queries,
                                  std::span<const training_example> training,
                                  const exact_influence_options& options = {}) {
+  // Eigen types that depend on M: compiled where this is instantiated (see dependent_t).
+  using mat_d = Eigen::Matrix<detail::dependent_t<M, double>, Eigen::Dynamic, Eigen::Dynamic>;
+  using vec_d = Eigen::Matrix<detail::dependent_t<M, double>, Eigen::Dynamic, 1>;
   static_assert(check_trainable_model<M>() && detail::check_curvature_model<M>());
   constexpr std::string_view caller = "exact_influence";
   detail::check_influence_inputs(queries.size(), training.size(), caller);
@@ -178,19 +185,19 @@ influence_result exact_influence(const M& model, std::span<const measurement> qu
   result.method = "exact";
   result.training_size = training.size();
   result.damping = lambda;
-  const Eigen::MatrixXd h =
+  const mat_d h =
       detail::explicit_curvature(model, training, options.hessian, subset, exec, caller, &result.model_evaluations);
   const auto inverse = detail::decompose_curvature(h, lambda, caller);
   result.lowest_eigenvalue = inverse.values.size() > 0 ? inverse.values[0] : 0.0;
   result.highest_eigenvalue = inverse.values.size() > 0 ? inverse.values[inverse.values.size() - 1] : 0.0;
   result.negative_eigenvalues = detail::negative_count(inverse.values);
 
-  std::vector<Eigen::VectorXd> gradients;
+  std::vector<vec_d> gradients;
   detail::query_gradients(model, queries, subset, exec, std::string(caller) + ": queries", result.query_values,
                           gradients);
   result.model_evaluations += queries.size();
   const auto Q = static_cast<Eigen::Index>(queries.size()), P = static_cast<Eigen::Index>(subset.size());
-  Eigen::MatrixXd preconditioned(P, Q);  // (H + lambda I)^{-1} grad f_q, one column per query
+  mat_d preconditioned(P, Q);  // (H + lambda I)^{-1} grad f_q, one column per query
   result.solves.resize(queries.size());
   for (Eigen::Index q = 0; q < Q; ++q) {
     const auto& g = gradients[static_cast<std::size_t>(q)];
@@ -210,6 +217,9 @@ influence_result exact_influence(const M& model, std::span<const measurement> qu
 template <TrainableModel M>
 self_influence_result exact_self_influence(const M& model, std::span<const training_example> training,
                                            const exact_influence_options& options = {}) {
+  // Eigen types that depend on M: compiled where this is instantiated (see dependent_t).
+  using mat_d = Eigen::Matrix<detail::dependent_t<M, double>, Eigen::Dynamic, Eigen::Dynamic>;
+  using vec_d = Eigen::Matrix<detail::dependent_t<M, double>, Eigen::Dynamic, 1>;
   static_assert(check_trainable_model<M>() && detail::check_curvature_model<M>());
   constexpr std::string_view caller = "exact_self_influence";
   detail::check_influence_inputs(1, training.size(), caller);
@@ -220,7 +230,7 @@ self_influence_result exact_self_influence(const M& model, std::span<const train
   self_influence_result result;
   result.method = "exact";
   result.damping = lambda;
-  const Eigen::MatrixXd h =
+  const mat_d h =
       detail::explicit_curvature(model, training, options.hessian, subset, exec, caller, &result.model_evaluations);
   const auto inverse = detail::decompose_curvature(h, lambda, caller);
   result.lowest_eigenvalue = inverse.values.size() > 0 ? inverse.values[0] : 0.0;
@@ -229,7 +239,7 @@ self_influence_result exact_self_influence(const M& model, std::span<const train
   result.scores.assign(training.size(), 0.0);
   detail::for_each_training_gradient(
       model, training, subset, exec, caller, std::string(caller) + ": scores",
-      [&](std::size_t n, double, const Eigen::VectorXd& g) { result.scores[n] = g.dot(inverse.solve(g)); });
+      [&](std::size_t n, double, const vec_d& g) { result.scores[n] = g.dot(inverse.solve(g)); });
   result.model_evaluations += training.size();
   result.options = detail::exact_options_record(options, lambda, subset.size());
   return result;

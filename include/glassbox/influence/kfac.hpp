@@ -163,6 +163,9 @@ template <class M>
 kfac_query_batch kfac_prepare_queries(const M& model, const kfac_factors& factors,
                                       const kfac_preconditioner& preconditioner, std::span<const measurement> queries,
                                       std::size_t rank = 0, const execution_options& exec = {}) {
+  // Eigen types that depend on M: compiled where this is instantiated (see dependent_t).
+  using real = detail::dependent_t<M, double>;
+  using real_f = detail::dependent_t<M, float>;
   static_assert(check_kfac_model<M>());
   detail::require(!queries.empty(), "glassbox::kfac_prepare_queries: queries must not be empty");
   const auto& layers = factors.layers;
@@ -174,7 +177,7 @@ kfac_query_batch kfac_prepare_queries(const M& model, const kfac_factors& factor
   std::vector<std::size_t> evaluations(nq, 0);
   detail::kfac_parallel_for(nq, detail::worker_count(exec, is_thread_safe<M>()), exec, "kfac_prepare_queries",
                             [&](std::size_t q) {
-                              std::vector<detail::row_matrix<double>> sum(layers.size());
+                              std::vector<detail::row_matrix<real>> sum(layers.size());
                               for (std::size_t l = 0; l < layers.size(); ++l)
                                 sum[l].setZero(detail::kfac_ix(layers[l].output_dim),
                                                detail::kfac_ix(layers[l].augmented_input_dim()));
@@ -183,13 +186,13 @@ kfac_query_batch kfac_prepare_queries(const M& model, const kfac_factors& factor
                                 const auto g = detail::kfac_layer_gradients(stats, layers, "kfac_prepare_queries",
                                                                             "query", q);
                                 for (std::size_t l = 0; l < layers.size(); ++l)
-                                  sum[l] += term.weight * g[l].cast<double>();
+                                  sum[l] += term.weight * g[l].template cast<real>();
                               }
                               batch.values[q] = measurement_value(model, queries[q]);
                               evaluations[q] = 2 * queries[q].terms().size();
                               pre[q].resize(layers.size());
                               for (std::size_t l = 0; l < layers.size(); ++l) {
-                                pre[q][l] = sum[l].cast<float>();
+                                pre[q][l] = sum[l].template cast<float>();
                                 preconditioner.apply(l, pre[q][l]);
                               }
                             });
@@ -203,7 +206,7 @@ kfac_query_batch kfac_prepare_queries(const M& model, const kfac_factors& factor
       out.full.resize(static_cast<Eigen::Index>(nq), o * a);
       for (std::size_t q = 0; q < nq; ++q)
         out.full.row(static_cast<Eigen::Index>(q)) =
-            Eigen::Map<const Eigen::RowVectorXf>(pre[q][l].data(), o * a);
+            Eigen::Map<const Eigen::Matrix<real_f, 1, Eigen::Dynamic>>(pre[q][l].data(), o * a);
     } else {
       const auto k = static_cast<Eigen::Index>(rank);
       out.rank = rank;
@@ -227,6 +230,8 @@ template <class M>
 void kfac_score_block(const M& model, const kfac_factors& factors, const kfac_query_batch& batch,
                       std::span<const training_example> train, std::size_t begin, std::size_t end,
                       std::span<float> out, const execution_options& exec, const std::function<void(std::size_t)>& done) {
+  // Eigen types that depend on M: compiled where this is instantiated (see dependent_t).
+  using matrix = detail::row_matrix<dependent_t<M, float>>;
   const auto& layers = factors.layers;
   const std::size_t nq = batch.queries, width = end - begin;
   const std::size_t model_workers = worker_count(exec, is_thread_safe<M>()), workers = worker_count(exec, true);
@@ -235,8 +240,8 @@ void kfac_score_block(const M& model, const kfac_factors& factors, const kfac_qu
   // examples, zero-padded), so that the scoring itself adds no dependence on the batch size, thread
   // count or MPI rank count (the model's statistics may still differ in the last bits from call to call).
   const std::size_t capacity = (std::min(width, exec.batch_size) + kfac_gemm_rows - 1) / kfac_gemm_rows * kfac_gemm_rows;
-  std::vector<detail::row_matrix<float>> grads(layers.size());
-  std::vector<detail::row_matrix<double>> partial(layers.size());
+  std::vector<matrix> grads(layers.size());
+  std::vector<detail::row_matrix<dependent_t<M, double>>> partial(layers.size());
   for (std::size_t l = 0; l < layers.size(); ++l)
     if (batch.layers[l].rank == 0) grads[l].resize(kfac_ix(capacity), kfac_ix(layers[l].parameter_count()));
   for (std::size_t b0 = begin; b0 < end; b0 += exec.batch_size) {
@@ -255,12 +260,13 @@ void kfac_score_block(const M& model, const kfac_factors& factors, const kfac_qu
       const auto s = kfac_token_stats(stats, layers, "kfac_influence", n);
       for (std::size_t l = 0; l < layers.size(); ++l) {
         const auto o = kfac_ix(layers[l].output_dim), a = kfac_ix(layers[l].augmented_input_dim());
+        const matrix& inputs = s.inputs[l];
+        const matrix& gradients = s.gradients[l];
         if (batch.layers[l].rank == 0) {
-          Eigen::Map<detail::row_matrix<float>>(grads[l].row(kfac_ix(i)).data(), o, a).noalias() =
-              s.gradients[l].transpose() * s.inputs[l];
+          Eigen::Map<matrix>(grads[l].row(kfac_ix(i)).data(), o, a).noalias() = gradients.transpose() * inputs;
         } else {
           partial[l].row(kfac_ix(i)) =
-              kfac_layer_token_scores(batch.layers[l], nq, s.inputs[l], s.gradients[l]).rowwise().sum().transpose();
+              kfac_layer_token_scores(batch.layers[l], nq, inputs, gradients).rowwise().sum().transpose();
         }
       }
     });
@@ -269,9 +275,9 @@ void kfac_score_block(const M& model, const kfac_factors& factors, const kfac_qu
       partial[l].resize(kfac_ix(nb), kfac_ix(nq));
       const auto rows = kfac_ix(kfac_gemm_rows);
       for (std::size_t r0 = 0; r0 < nb; r0 += kfac_gemm_rows) {
-        const detail::row_matrix<float> s = grads[l].middleRows(kfac_ix(r0), rows) * batch.layers[l].full.transpose();
+        const matrix s = grads[l].middleRows(kfac_ix(r0), rows) * batch.layers[l].full.transpose();
         const auto keep = kfac_ix(std::min(kfac_gemm_rows, nb - r0));
-        partial[l].middleRows(kfac_ix(r0), keep) = s.topRows(keep).cast<double>();
+        partial[l].middleRows(kfac_ix(r0), keep) = s.topRows(keep).template cast<double>();
       }
     });
     for (std::size_t i = 0; i < nb; ++i)

@@ -381,6 +381,10 @@ template <class M>
 kfac_covariance_sums kfac_covariance_pass(const M& model, std::span<const training_example> examples,
                                           std::size_t first_index, std::span<const kfac_layer_factors> layers,
                                           const kfac_fit_options& options = {}) {
+  // Eigen types that depend on M: compiled where this is instantiated (see dependent_t).
+  using real = detail::dependent_t<M, double>;
+  using matrix = detail::row_matrix<detail::dependent_t<M, float>>;
+  using view = Eigen::Map<const matrix>;
   static_assert(check_kfac_model<M>());
   detail::kfac_check_options(options, "kfac_covariance");
   kfac_covariance_sums sums;
@@ -395,17 +399,17 @@ kfac_covariance_sums kfac_covariance_pass(const M& model, std::span<const traini
   detail::kfac_pass(model, examples, first_index, layers, options, 0, true, "kfac_covariance",
                     [&](std::size_t l, const detail::kfac_example_terms& t) {
                       const std::size_t a = layers[l].augmented_input_dim(), o = layers[l].output_dim;
-                      const detail::kfac_matrix x = detail::kfac_augmented(t.inputs[l], layers[l].has_bias);
-                      Eigen::Map<detail::row_matrix<double>> sa(sums.activation[l].data(), detail::kfac_ix(a),
-                                                        detail::kfac_ix(a));
-                      Eigen::Map<detail::row_matrix<double>> ss(sums.gradient[l].data(), detail::kfac_ix(o),
-                                                        detail::kfac_ix(o));
-                      const detail::kfac_matrix xx = x.transpose() * x;
-                      sa += xx.cast<double>();
+                      const matrix x = detail::kfac_augmented(t.inputs[l], layers[l].has_bias);
+                      Eigen::Map<detail::row_matrix<real>> sa(sums.activation[l].data(), detail::kfac_ix(a),
+                                                              detail::kfac_ix(a));
+                      Eigen::Map<detail::row_matrix<real>> ss(sums.gradient[l].data(), detail::kfac_ix(o),
+                                                              detail::kfac_ix(o));
+                      const matrix xx = x.transpose() * x;
+                      sa += xx.template cast<real>();
                       for (std::size_t k = 0; k < t.weights.size(); ++k) {
-                        const auto g = detail::kfac_view(t.gradients[k][l]);
-                        const detail::kfac_matrix gg = g.transpose() * g;
-                        ss += t.weights[k] * gg.cast<double>();
+                        const view g = detail::kfac_view(t.gradients[k][l]);
+                        const matrix gg = g.transpose() * g;
+                        ss += t.weights[k] * gg.template cast<real>();
                       }
                       sums.tokens[l] += static_cast<std::uint64_t>(x.rows());
                     });
@@ -444,6 +448,10 @@ template <class M>
 kfac_lambda_sums kfac_lambda_pass(const M& model, std::span<const training_example> examples,
                                   std::size_t first_index, const kfac_factors& factors,
                                   const kfac_fit_options& options = {}) {
+  // Eigen types that depend on M: compiled where this is instantiated (see dependent_t).
+  using real = detail::dependent_t<M, double>;
+  using matrix = detail::row_matrix<detail::dependent_t<M, float>>;
+  using view = Eigen::Map<const matrix>;
   static_assert(check_kfac_model<M>());
   detail::kfac_check_options(options, "kfac_lambda");
   detail::require(factors.method == factor_method::ekfac || factors.method == factor_method::diagonal,
@@ -463,17 +471,17 @@ kfac_lambda_sums kfac_lambda_pass(const M& model, std::span<const training_examp
                     [&](std::size_t l, const detail::kfac_example_terms& t) {
                       const auto& f = layers[l];
                       const auto a = detail::kfac_ix(f.augmented_input_dim()), o = detail::kfac_ix(f.output_dim);
-                      const detail::kfac_matrix x = detail::kfac_augmented(t.inputs[l], f.has_bias);
-                      Eigen::Map<detail::row_matrix<double>> sl(sums.lambda[l].data(), o, a);
+                      const matrix x = detail::kfac_augmented(t.inputs[l], f.has_bias);
+                      Eigen::Map<detail::row_matrix<real>> sl(sums.lambda[l].data(), o, a);
                       for (std::size_t k = 0; k < t.weights.size(); ++k) {
-                        const auto g = detail::kfac_view(t.gradients[k][l]);
-                        detail::kfac_matrix rotated;
+                        const view g = detail::kfac_view(t.gradients[k][l]);
+                        matrix rotated;
                         if (ekfac)
                           rotated = detail::kfac_rotated(g, x, detail::kfac_view(f.gradient_eigenvectors),
                                                          detail::kfac_view(f.activation_eigenvectors));
                         else
                           rotated = g.transpose() * x;
-                        sl += t.weights[k] * rotated.cwiseAbs2().cast<double>();
+                        sl += t.weights[k] * rotated.cwiseAbs2().template cast<real>();
                       }
                     });
   sums.examples = examples.size();

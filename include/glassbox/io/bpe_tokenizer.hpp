@@ -94,6 +94,7 @@ inline gpt2_char_class lookup_char_class(char32_t cp) {
 }
 
 /// The classes of the Basic Multilingual Plane, one byte per code point, built once.
+template <class = void>
 inline const std::array<gpt2_char_class, 0x10000>& bmp_char_classes() {
   static const auto table = [] {
     std::array<gpt2_char_class, 0x10000> t{};

@@ -35,8 +35,12 @@ namespace glassbox::models {
 /// A causal linear bag-of-embeddings model with closed-form attributions (a test reference).
 /// A class template only so that its member functions compile where they are used (docs/building.md,
 /// "Include cost"); `linear_bag` names it.
-template <class = void>
+template <class Tag = void>
 class basic_linear_bag {
+  // float, named so that the member functions' Eigen expressions depend on Tag and compile only
+  // where they are called (detail::dependent_t).
+  using real_f = detail::dependent_t<Tag, float>;
+
  public:
   static constexpr bool thread_safe = true;  ///< every member is const and reentrant
 
@@ -151,12 +155,12 @@ class basic_linear_bag {
                                  "glassbox::models::linear_bag: embeddings must be {} wide, got {}", width(), e.shape(1));
     const auto t = e.shape(0);
     tensor2 prefix = e;
-    auto p = detail::as_matrix(prefix);
+    auto p = detail::as_matrix<real_f>(prefix);
     for (Eigen::Index i = 1; i < static_cast<Eigen::Index>(t); ++i) p.row(i) += p.row(i - 1);
     tensor2 out({t, classes()});
-    auto o = detail::as_matrix(out);
-    o.noalias() = p * detail::as_matrix(weights_);
-    o.rowwise() += detail::as_vector(bias_).transpose();
+    auto o = detail::as_matrix<real_f>(out);
+    o.noalias() = p * detail::as_matrix<real_f>(weights_);
+    o.rowwise() += detail::as_vector<real_f>(bias_).transpose();
     return out;
   }
 
@@ -168,12 +172,13 @@ class basic_linear_bag {
     const double value = seed(select(all, rows), d_rows);
     // d f / d e_i = sum over read rows r >= i of dz_r W^T
     const auto t = e.shape(0);
-    detail::row_matrix<float> dz = detail::row_matrix<float>::Zero(static_cast<Eigen::Index>(t),
-                                                                    static_cast<Eigen::Index>(classes()));
-    for (std::size_t k = 0; k < rows.size(); ++k) dz.row(static_cast<Eigen::Index>(rows[k])) += detail::as_matrix(d_rows).row(static_cast<Eigen::Index>(k));
+    detail::row_matrix<real_f> dz =
+        detail::row_matrix<real_f>::Zero(static_cast<Eigen::Index>(t), static_cast<Eigen::Index>(classes()));
+    for (std::size_t k = 0; k < rows.size(); ++k)
+      dz.row(static_cast<Eigen::Index>(rows[k])) += detail::as_matrix<real_f>(d_rows).row(static_cast<Eigen::Index>(k));
     for (Eigen::Index i = static_cast<Eigen::Index>(t) - 2; i >= 0; --i) dz.row(i) += dz.row(i + 1);
     value_and_gradient<tensor2> out{value, tensor2({t, width()})};
-    detail::as_matrix(out.gradient).noalias() = dz * detail::as_matrix(weights_).transpose();
+    detail::as_matrix<real_f>(out.gradient).noalias() = dz * detail::as_matrix<real_f>(weights_).transpose();
     return out;
   }
 

@@ -576,12 +576,13 @@ inline void check_class_labels(std::span<const std::int32_t> y, std::size_t rows
 }
 
 /// Fits logistic regression to a row view; `start` (optional) warm-starts from earlier weights.
-template <class = void>
+template <class T = void>
 inline logistic_regression_result fit_logistic(float_rows x, std::span<const std::int32_t> y, std::size_t classes,
                                                const logistic_regression_options& o,
                                                const linear_weights* start = nullptr) {
-  logistic_objective f(x, y, classes, o.C, o.fit_intercept);
-  vector<double> theta = vector<double>::Zero(f.size());
+  using real = dependent_t<T, double>;  // so that the solver compiles where this is instantiated
+  basic_logistic_objective<real> f(x, y, classes, o.C, o.fit_intercept);
+  vector<real> theta = vector<real>::Zero(f.size());
   if (start != nullptr && start->features == static_cast<std::size_t>(f.features()) &&
       start->outputs == static_cast<std::size_t>(f.outputs())) {
     for (Eigen::Index k = 0; k < f.outputs(); ++k) {
@@ -590,7 +591,7 @@ inline logistic_regression_result fit_logistic(float_rows x, std::span<const std
       if (f.intercept()) theta[k * f.stride() + f.features()] = start->bias[static_cast<std::size_t>(k)];
     }
   }
-  lbfgs_solver solver(f, o);
+  basic_lbfgs_solver<basic_logistic_objective<real>> solver(f, o);
   logistic_regression_result r = solver.run(theta);
   r.classes = classes;
   r.model.outputs = static_cast<std::size_t>(f.outputs());
@@ -641,9 +642,9 @@ inline void check_weights(const linear_weights& m, std::size_t d, std::string_vi
 }
 
 /// The predicted class of each row: score > 0 (binary, class 1) or the first largest score.
-template <class = void>
+template <class T = void>
 inline std::vector<std::int32_t> predict_rows(const linear_weights& m, float_rows x) {
-  const row_matrix<double> s = decision_scores(m, x);
+  const row_matrix<dependent_t<T, double>> s = decision_scores<dependent_t<T, double>>(m, x);
   std::vector<std::int32_t> out(static_cast<std::size_t>(x.rows()));
   for (Eigen::Index i = 0; i < x.rows(); ++i) {
     if (s.cols() == 1) {
@@ -659,10 +660,10 @@ inline std::vector<std::int32_t> predict_rows(const linear_weights& m, float_row
 }
 
 /// The natural-log probability of each row's class y[i] under a logistic model.
-template <class = void>
+template <class T = void>
 inline std::vector<double> log_probability_rows(const linear_weights& m, float_rows x,
                                                 std::span<const std::int32_t> y) {
-  const row_matrix<double> s = decision_scores(m, x);
+  const row_matrix<dependent_t<T, double>> s = decision_scores<dependent_t<T, double>>(m, x);
   std::vector<double> out(static_cast<std::size_t>(x.rows()));
   for (Eigen::Index i = 0; i < x.rows(); ++i) {
     const auto yi = static_cast<Eigen::Index>(y[static_cast<std::size_t>(i)]);
@@ -755,12 +756,12 @@ inline std::vector<std::int32_t> predict_classes(const linear_weights& model, co
 }
 
 /// Class probabilities [N, K] of a logistic model (K = 2 for a binary model), in double.
-template <class = void>
+template <class T = void>
 inline detail::row_matrix<double> predict_probabilities(const linear_weights& model, const tensor2& x) {
   detail::check_weights(model, x.shape(1), "predict_probabilities");
-  const auto s = detail::decision_scores(model, detail::rows_of(x));
+  const auto s = detail::decision_scores<detail::dependent_t<T, double>>(model, detail::rows_of(x));
   const Eigen::Index k = s.cols() == 1 ? 2 : s.cols();
-  detail::row_matrix<double> p(s.rows(), k);
+  detail::row_matrix<detail::dependent_t<T, double>> p(s.rows(), k);
   for (Eigen::Index i = 0; i < s.rows(); ++i) {
     if (s.cols() == 1) {
       p(i, 1) = detail::sigmoid(s(i, 0));
@@ -798,12 +799,12 @@ inline linear_weights fit_ridge_regression(const tensor2& x, std::span<const dou
 }
 
 /// The value x_i . w + b of a ridge (or any single-output linear) model for every row of x [N, d].
-template <class = void>
+template <class T = void>
 inline std::vector<double> predict_values(const linear_weights& model, const tensor2& x) {
   detail::check_weights(model, x.shape(1), "predict_values");
   detail::require<shape_error>(model.outputs == 1, "glassbox::predict_values: the model must have 1 output, got {}",
                                model.outputs);
-  const auto s = detail::decision_scores(model, detail::rows_of(x));
+  const auto s = detail::decision_scores<detail::dependent_t<T, double>>(model, detail::rows_of(x));
   return {s.data(), s.data() + s.rows()};
 }
 

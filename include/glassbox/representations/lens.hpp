@@ -35,6 +35,7 @@
 #include "glassbox/core/result.hpp"
 #include "glassbox/core/target.hpp"
 #include "glassbox/core/types.hpp"
+#include "glassbox/detail/eigen.hpp"
 #include "glassbox/representations/types.hpp"
 
 namespace glassbox {
@@ -152,16 +153,17 @@ tensor2 lens_decode(const M& model, token_span tokens, std::size_t n_layer, cons
 }
 
 /// Writes row h of index k translated by the tuned lens (h + h M + b) into out (d floats), in double.
-template <class = void>
+template <class T = void>
 void lens_translate_row(const float* h, const tuned_lens& lens, std::size_t k, std::size_t d, float* out) {
-  using map_row = Eigen::Map<const Eigen::Matrix<float, 1, Eigen::Dynamic>>;
-  using map_mat = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
+  using real = dependent_t<T, double>;  // so that the Eigen expressions compile only where this is called
+  using real_f = dependent_t<T, float>;
+  using map_row = Eigen::Map<const Eigen::Matrix<real_f, 1, Eigen::Dynamic>>;
+  using map_mat = Eigen::Map<const Eigen::Matrix<real_f, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
   const map_row x(h, static_cast<Eigen::Index>(d));
   const map_mat m(lens.weights[k].data(), static_cast<Eigen::Index>(d), static_cast<Eigen::Index>(d));
-  const Eigen::Matrix<double, 1, Eigen::Dynamic> y =
-      x.cast<double>() + x.cast<double>() * m.cast<double>() +
-      Eigen::Map<const Eigen::Matrix<float, 1, Eigen::Dynamic>>(lens.biases[k].data(), static_cast<Eigen::Index>(d))
-          .cast<double>();
+  const Eigen::Matrix<real, 1, Eigen::Dynamic> y =
+      x.template cast<real>() + x.template cast<real>() * m.template cast<real>() +
+      map_row(lens.biases[k].data(), static_cast<Eigen::Index>(d)).template cast<real>();
   for (std::size_t j = 0; j < d; ++j) out[j] = static_cast<float>(y[static_cast<Eigen::Index>(j)]);
 }
 
@@ -264,8 +266,8 @@ lens_result lens_readout(const M& model, token_span tokens, const lens_options& 
   // The model's own probabilities and negative entropy per position, once. Exponentials are taken
   // over whole rows in double with Eigen's vectorised exp (the scalar loop cost more than the
   // passes on small models).
-  using row_d = Eigen::Array<double, Eigen::Dynamic, 1>;
-  using map_f = Eigen::Map<const Eigen::Array<float, Eigen::Dynamic, 1>>;
+  using row_d = Eigen::Array<dependent_t<M, double>, Eigen::Dynamic, 1>;  // dependent: see dependent_t
+  using map_f = Eigen::Map<const Eigen::Array<dependent_t<M, float>, Eigen::Dynamic, 1>>;
   const auto Vi = static_cast<Eigen::Index>(V);
   std::vector<double> p_last(T * V), neg_entropy_last(T, 0.0);
   row_d zd(Vi), e(Vi);
@@ -486,8 +488,11 @@ tuned_lens_training train_tuned_lens(const M& model, std::span<const token_seque
   detail::require<shape_error>(L >= 1, "glassbox::{}: the model must have at least one block", who);
   const auto dd = static_cast<Eigen::Index>(d);
 
-  using matd = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  using vecd = Eigen::Matrix<double, 1, Eigen::Dynamic>;
+  // Eigen types that depend on M, so that their expressions compile only with the template.
+  using real = detail::dependent_t<M, double>;
+  using real_f = detail::dependent_t<M, float>;
+  using matd = Eigen::Matrix<real, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using vecd = Eigen::Matrix<real, 1, Eigen::Dynamic>;
   std::vector<matd> W(L, matd::Zero(dd, dd)), bufW(L, matd::Zero(dd, dd)), gW(L, matd::Zero(dd, dd));
   std::vector<vecd> B(L, vecd::Zero(dd)), bufB(L, vecd::Zero(dd)), gB(L, vecd::Zero(dd));
   tuned_lens lens = tuned_lens::identity(L, d);
@@ -555,12 +560,12 @@ tuned_lens_training train_tuned_lens(const M& model, std::span<const token_seque
             });
         const auto g = detail::model_hidden_gradient(model, tokens, L, h, seed, who);
         kl[k] += g.value;
-        const Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> G(
+        const Eigen::Map<const Eigen::Matrix<real_f, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> G(
             g.gradient.data(), static_cast<Eigen::Index>(T), dd);
-        const Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> X(
+        const Eigen::Map<const Eigen::Matrix<real_f, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> X(
             hs.data() + k * T * d, static_cast<Eigen::Index>(T), dd);
-        gW[k].noalias() += X.cast<double>().transpose() * G.cast<double>();
-        gB[k] += G.cast<double>().colwise().sum();
+        gW[k].noalias() += X.template cast<real>().transpose() * G.template cast<real>();
+        gB[k] += G.template cast<real>().colwise().sum();
       }
     }
     return kl;

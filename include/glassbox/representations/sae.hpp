@@ -26,6 +26,7 @@
 #include "glassbox/core/progress.hpp"
 #include "glassbox/core/random.hpp"
 #include "glassbox/core/types.hpp"
+#include "glassbox/detail/eigen.hpp"
 #include "glassbox/representations/types.hpp"
 #include "glassbox/representations/detail/sae_kernels.hpp"
 
@@ -263,9 +264,9 @@ void sae_resample(sae_parameters<S>& p, sae_adam_state<S>& adam, const std::vect
 /// Example:
 ///   auto set = glassbox::collect_activations(model, reviews, labels, {.layers = {2}});
 ///   auto trained = glassbox::train_sae(set.activations[0], {.features = 512, .l1 = 3e-3, .layer = 2});
-template <class = void>
+template <class T = void>
 sae_training_result train_sae(const tensor2& x, const sae_options& o = {}) {
-  using S = float;
+  using S = detail::dependent_t<T, float>;  // float, dependent: compiled where this is instantiated
   using namespace detail;
   constexpr std::string_view who = "train_sae";
   require<shape_error>(x.shape(0) >= 1 && x.shape(1) >= 1,

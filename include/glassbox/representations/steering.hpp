@@ -32,6 +32,7 @@
 #include "glassbox/core/random.hpp"
 #include "glassbox/core/target.hpp"
 #include "glassbox/core/types.hpp"
+#include "glassbox/detail/eigen.hpp"
 #include "glassbox/representations/types.hpp"
 #include "glassbox/probing/activations.hpp"
 #include "glassbox/probing/logistic_regression.hpp"
@@ -108,15 +109,18 @@ tensor2 pooled_states(const M& model, token_span tokens, activation_pooling pool
 
 /// The unit top right-singular vector of D [n, d] (power iteration on D^T D in double, started at
 /// the mean row), and the fraction of ||D||_F^2 along it; the zero vector when D is zero.
-template <class = void>
-std::pair<Eigen::VectorXd, double> top_direction(const Eigen::MatrixXd& D) {
-  const Eigen::MatrixXd C = D.transpose() * D;
-  if (!(C.trace() > 0)) return {Eigen::VectorXd::Zero(D.cols()), 0.0};  // no difference: no direction
-  Eigen::VectorXd v = D.colwise().mean().transpose();
-  if (v.norm() == 0.0) v = Eigen::VectorXd::Unit(D.cols(), 0);
+template <class Real = double>
+std::pair<Eigen::Matrix<Real, Eigen::Dynamic, 1>, double> top_direction(
+    const Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic>& D) {
+  using vec = Eigen::Matrix<Real, Eigen::Dynamic, 1>;
+  using mat = Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic>;
+  const mat C = D.transpose() * D;
+  if (!(C.trace() > 0)) return {vec::Zero(D.cols()), 0.0};  // no difference: no direction
+  vec v = D.colwise().mean().transpose();
+  if (v.norm() == 0.0) v = vec::Unit(D.cols(), 0);
   v.normalize();
   for (int it = 0; it < 10000; ++it) {
-    Eigen::VectorXd w = C * v;
+    vec w = C * v;
     const double n = w.norm();
     if (n == 0.0) break;
     w /= n;
@@ -211,15 +215,17 @@ std::vector<reading_vector> reading_vectors(const M& model, std::span<const cont
     std::iota(layers.begin(), layers.end(), std::size_t{0});
   }
   std::vector<reading_vector> out;
+  using mat = Eigen::Matrix<detail::dependent_t<M, double>, Eigen::Dynamic, Eigen::Dynamic>;  // see dependent_t
+  using vec = Eigen::Matrix<detail::dependent_t<M, double>, Eigen::Dynamic, 1>;
   const auto n = static_cast<Eigen::Index>(pairs.size()), dd = static_cast<Eigen::Index>(d);
   for (auto k : layers) {
     detail::require<shape_error>(k < L1, "glassbox::{}: layers must be hidden-state indices < {}, got {}", who, L1, k);
-    Eigen::MatrixXd D(n, dd);
+    mat D(n, dd);
     for (Eigen::Index i = 0; i < n; ++i)
       for (Eigen::Index j = 0; j < dd; ++j)
         D(i, j) = diffs[static_cast<std::size_t>(i)].data()[k * d + static_cast<std::size_t>(j)];
     auto [v, explained] = detail::top_direction(D);
-    Eigen::VectorXd proj = D * v;
+    vec proj = D * v;
     if (proj.mean() < 0) {
       v = -v;
       proj = -proj;
@@ -270,13 +276,15 @@ tensor2 projected_logits(const M& model, token_span tokens, std::size_t layer, c
   detail::require<shape_error>(basis.dimension() == 2 && (basis.shape(0) == 0 || basis.shape(1) == d),
                                "glassbox::projected_logits: basis must be [r, {}], got [{}, {}]", d, basis.shape(0),
                                basis.shape(1));
-  using rows = Eigen::Map<Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
-  using crows = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
+  using real = detail::dependent_t<M, double>;  // see dependent_t
+  using real_f = detail::dependent_t<M, float>;
+  using rows = Eigen::Map<Eigen::Matrix<real_f, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
+  using crows = Eigen::Map<const Eigen::Matrix<real_f, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
   rows H(h.data(), static_cast<Eigen::Index>(T), static_cast<Eigen::Index>(d));
   const crows B(basis.data(), static_cast<Eigen::Index>(basis.shape(0)), static_cast<Eigen::Index>(d));
-  const Eigen::MatrixXd Hd = H.cast<double>();
-  const Eigen::MatrixXd Bd = B.cast<double>();
-  H = (Hd - (Hd * Bd.transpose()) * Bd).cast<float>();
+  const Eigen::Matrix<real, Eigen::Dynamic, Eigen::Dynamic> Hd = H.template cast<real>();
+  const Eigen::Matrix<real, Eigen::Dynamic, Eigen::Dynamic> Bd = B.template cast<real>();
+  H = (Hd - (Hd * Bd.transpose()) * Bd).template cast<real_f>();
   return detail::model_logits_from_hidden(model, tokens, layer, h, "projected_logits");
 }
 
@@ -332,7 +340,7 @@ std::vector<steering_point> steering_curve(const M& model, std::span<const token
 /// Iterative nullspace projection: repeatedly fits a linear classifier of y on the rows projected
 /// so far and removes its weight directions, until its dev accuracy falls to the majority-class
 /// rate (+ tolerance) or options.iterations classifiers were removed. Rows [N, d] float, y classes.
-template <class = void>
+template <class T = void>
 inlp_result inlp(const tensor2& x_train, std::span<const std::int32_t> y_train, const tensor2& x_dev,
                  std::span<const std::int32_t> y_dev, std::size_t classes, const inlp_options& options = {}) {
   constexpr std::string_view who = "inlp";
@@ -352,14 +360,17 @@ inlp_result inlp(const tensor2& x_train, std::span<const std::int32_t> y_train, 
   out.majority = y_dev.empty() ? 0.0
                                : static_cast<double>(*std::max_element(counts.begin(), counts.end())) /
                                      static_cast<double>(y_dev.size());
-  std::vector<Eigen::VectorXd> basis;
+  using real = detail::dependent_t<T, double>;  // see dependent_t
+  using real_f = detail::dependent_t<T, float>;
+  using vec = Eigen::Matrix<real, Eigen::Dynamic, 1>;
+  std::vector<vec> basis;
   auto project = [&](const tensor2& x) {
     tensor2 p = x;
     const auto N = static_cast<Eigen::Index>(x.shape(0)), D = static_cast<Eigen::Index>(d);
-    Eigen::Map<Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> P(p.data(), N, D);
-    Eigen::MatrixXd Pd = P.cast<double>();
+    Eigen::Map<Eigen::Matrix<real_f, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> P(p.data(), N, D);
+    Eigen::Matrix<real, Eigen::Dynamic, Eigen::Dynamic> Pd = P.template cast<real>();
     for (const auto& b : basis) Pd -= (Pd * b) * b.transpose();
-    P = Pd.cast<float>();
+    P = Pd.template cast<real_f>();
     return p;
   };
   for (std::size_t it = 0; it < options.iterations; ++it) {
@@ -374,7 +385,7 @@ inlp_result inlp(const tensor2& x_train, std::span<const std::int32_t> y_train, 
     // Gram-Schmidt the classifier's weight rows against the basis so far (twice, for stability).
     const auto& w = fit.model;
     for (std::size_t r = 0; r < w.outputs; ++r) {
-      Eigen::VectorXd v(static_cast<Eigen::Index>(d));
+      vec v(static_cast<Eigen::Index>(d));
       for (std::size_t j = 0; j < d; ++j) v[static_cast<Eigen::Index>(j)] = w.weight[r * w.features + j];
       for (int pass = 0; pass < 2; ++pass)
         for (const auto& b : basis) v -= b.dot(v) * b;

@@ -30,8 +30,8 @@ struct linear_fit {
 namespace regression {
 
 /// Weighted column means (x) and mean (y), with weights w.
-template <class = void>
-inline void weighted_means(const row_matrix<double>& x, std::span<const double> y, std::span<const double> w,
+template <class Real = double>
+inline void weighted_means(const row_matrix<Real>& x, std::span<const double> y, std::span<const double> w,
                            vector<double>& x_mean, double& y_mean) {
   const auto n = x.rows();
   double total = 0;
@@ -49,8 +49,8 @@ inline void weighted_means(const row_matrix<double>& x, std::span<const double> 
 
 /// The weighted R^2, 1 - sum w (y - yhat)^2 / sum w (y - mean_w y)^2, as scikit-learn's score with
 /// sample_weight; a constant y gives 1 for a perfect fit and 0 otherwise (scikit-learn's convention).
-template <class = void>
-inline double weighted_r2(const row_matrix<double>& x, std::span<const double> y, std::span<const double> w,
+template <class Real = double>
+inline double weighted_r2(const row_matrix<Real>& x, std::span<const double> y, std::span<const double> w,
                           const linear_fit& fit) {
   double total = 0, y_mean = 0;
   for (std::size_t i = 0; i < y.size(); ++i) {
