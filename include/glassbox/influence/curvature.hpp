@@ -257,7 +257,7 @@ void query_gradients(const M& model, std::span<const measurement> queries, const
                      const execution_options& exec, std::string_view stage, std::vector<double>& values,
                      std::vector<Eigen::VectorXd>& gradients) {
   // Eigen types that depend on M: compiled where this is instantiated (see dependent_t).
-  using vec_d = Eigen::Matrix<detail::dependent_t<M, double>, Eigen::Dynamic, 1>;
+  using vec_d = detail::vector<detail::dependent_t<M, double>>;
   values.assign(queries.size(), 0.0);
   gradients.assign(queries.size(), vec_d());
   execution_options one = exec;
@@ -279,7 +279,7 @@ void score_training_examples(const M& model, std::span<const training_example> t
                              const Eigen::MatrixXd& preconditioned, const execution_options& exec,
                              std::string_view caller, influence_result& result) {
   // Eigen types that depend on M: compiled where this is instantiated (see dependent_t).
-  using vec_d = Eigen::Matrix<detail::dependent_t<M, double>, Eigen::Dynamic, 1>;
+  using vec_d = detail::vector<detail::dependent_t<M, double>>;
   const auto Q = preconditioned.cols();
   result.scores = tensor2::from_shape({static_cast<std::size_t>(Q), training.size()});
   for_each_training_gradient(model, training, subset, exec, caller, std::string(caller) + ": scores",

@@ -114,7 +114,7 @@ Eigen::MatrixXd explicit_curvature(const M& model, std::span<const training_exam
                                    std::string_view caller, std::size_t* evaluations) {
   // Eigen types that depend on M: compiled where this is instantiated (see dependent_t).
   using mat_d = Eigen::Matrix<detail::dependent_t<M, double>, Eigen::Dynamic, Eigen::Dynamic>;
-  using vec_d = Eigen::Matrix<detail::dependent_t<M, double>, Eigen::Dynamic, 1>;
+  using vec_d = detail::vector<detail::dependent_t<M, double>>;
   const curvature_operator<M> op(model, training, kind, subset, 0.0, exec, caller);
   const std::size_t p = subset.size();
   mat_d h(static_cast<Eigen::Index>(p), static_cast<Eigen::Index>(p));
@@ -173,7 +173,7 @@ influence_result exact_influence(const M& model, std::span<const measurement> qu
                                  const exact_influence_options& options = {}) {
   // Eigen types that depend on M: compiled where this is instantiated (see dependent_t).
   using mat_d = Eigen::Matrix<detail::dependent_t<M, double>, Eigen::Dynamic, Eigen::Dynamic>;
-  using vec_d = Eigen::Matrix<detail::dependent_t<M, double>, Eigen::Dynamic, 1>;
+  using vec_d = detail::vector<detail::dependent_t<M, double>>;
   static_assert(check_trainable_model<M>() && detail::check_curvature_model<M>());
   constexpr std::string_view caller = "exact_influence";
   detail::check_influence_inputs(queries.size(), training.size(), caller);
@@ -219,7 +219,7 @@ self_influence_result exact_self_influence(const M& model, std::span<const train
                                            const exact_influence_options& options = {}) {
   // Eigen types that depend on M: compiled where this is instantiated (see dependent_t).
   using mat_d = Eigen::Matrix<detail::dependent_t<M, double>, Eigen::Dynamic, Eigen::Dynamic>;
-  using vec_d = Eigen::Matrix<detail::dependent_t<M, double>, Eigen::Dynamic, 1>;
+  using vec_d = detail::vector<detail::dependent_t<M, double>>;
   static_assert(check_trainable_model<M>() && detail::check_curvature_model<M>());
   constexpr std::string_view caller = "exact_self_influence";
   detail::check_influence_inputs(1, training.size(), caller);
