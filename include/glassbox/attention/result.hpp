@@ -169,6 +169,7 @@ struct pruning_curve_result {
 
   /// How many heads the model needs under this pruning order: the heads left at the last step
   /// before accuracy first falls below fraction * (accuracy with every head on).
+  template <class = void>
   std::size_t heads_needed(double fraction = 0.99) const {
     const std::size_t total = layers * heads;
     if (accuracy.empty()) return total;

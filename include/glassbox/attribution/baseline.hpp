@@ -53,27 +53,33 @@ constexpr std::string_view to_string(baseline_kind kind) {
 class baseline {
  public:
   /// Replace absent tokens by the model's pad token (needs model.pad_token() to return an id).
+  template <class = void>
   static baseline pad() { return baseline(baseline_kind::pad_token); }
   /// Replace absent tokens by `id`.
+  template <class = void>
   static baseline token(token_id id) {
     baseline b(baseline_kind::token);
     b.token_ = id;
     return b;
   }
   /// Replace absent tokens' input embeddings by zeros.
+  template <class = void>
   static baseline zero() { return baseline(baseline_kind::zero); }
   /// Replace absent tokens' input embeddings by `v`: shape [d] (every position) or [T, d] (per position).
+  template <class = void>
   static baseline embedding(tensor2 v) {
     baseline b(baseline_kind::embedding);
     b.embedding_ = std::move(v);
     return b;
   }
   /// Delete absent tokens from the sequence (perturbation methods only).
+  template <class = void>
   static baseline removal() { return baseline(baseline_kind::removal); }
 
   /// How absent tokens are made.
   baseline_kind kind() const { return kind_; }
   /// Whether the baseline acts on token ids (pad, token, removal) rather than on embeddings.
+  template <class = void>
   bool acts_on_tokens() const {
     return kind_ == baseline_kind::pad_token || kind_ == baseline_kind::token || kind_ == baseline_kind::removal;
   }
@@ -83,12 +89,14 @@ class baseline {
   const tensor2& embedding_value() const { return embedding_; }
 
   /// A short description for results and reports, e.g. "token 1" or "zero".
+  template <class = void>
   std::string describe() const {
     if (kind_ == baseline_kind::token) return fmt::format("token {}", token_);
     return std::string(to_string(kind_));
   }
 
  private:
+  template <class = void>
   explicit baseline(baseline_kind kind) : kind_(kind) {}
 
   baseline_kind kind_;

@@ -36,6 +36,7 @@ struct neuron_activation_table {
   xt::xtensor<float, 2> values;        ///< [rows, layers.size() * f]; column i * f + n is neuron n of layers[i]
 
   /// The column of neuron `neuron` of block `layer`; glassbox::error when the block was not recorded.
+  template <class = void>
   std::size_t column(std::size_t layer, std::size_t neuron) const {
     const auto it = std::find(layers.begin(), layers.end(), layer);
     detail::require(it != layers.end(), "glassbox::neuron_activation_table: block {} was not recorded", layer);

@@ -61,6 +61,7 @@ inline std::size_t resolve_threads(std::size_t threads) {
 class pass_threads_scope {
  public:
   /// Limits passes on this thread to `threads` threads (0 = every hardware thread).
+  template <class = void>
   explicit pass_threads_scope(std::size_t threads) {
     detail::blas_on_calling_thread();
 #if defined(_OPENMP)

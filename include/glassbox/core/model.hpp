@@ -108,12 +108,14 @@ struct training_example {
   std::vector<token_id> labels;  ///< one per output row
 
   /// Next-token prediction over the whole sequence: row i predicts tokens[i + 1]; the last row is not scored.
+  template <class = void>
   static training_example next_token(token_sequence tokens) {
     std::vector<token_id> labels(tokens.size(), ignore_label);
     for (std::size_t i = 0; i + 1 < tokens.size(); ++i) labels[i] = tokens[i + 1];
     return {std::move(tokens), std::move(labels)};
   }
   /// Classification by next-token prediction: only the last row is scored, against `label`.
+  template <class = void>
   static training_example classification(token_sequence tokens, token_id label) {
     std::vector<token_id> labels(tokens.size(), ignore_label);
     if (!labels.empty()) labels.back() = label;

@@ -26,16 +26,19 @@ namespace detail {
 class progress_reporter {
  public:
   /// A reporter for `total` units of work in `stage`, calling `callback` and watching `stop`.
+  template <class = void>
   progress_reporter(const progress_callback& callback, std::stop_token stop, std::size_t total, std::string_view stage)
       : callback_(callback), stop_(std::move(stop)), total_(total), stage_(stage) {}
 
   /// Records `units` more finished units, reports them, and throws if cancellation was requested.
+  template <class = void>
   void advance(std::size_t units = 1) {
     done_ += units;
     check();
   }
 
   /// Throws glassbox::cancelled if the stop token or the callback asks to stop.
+  template <class = void>
   void check() const {
     if (stop_.stop_requested()) fail<cancelled>("glassbox::{}: cancelled after {} of {} units", stage_, done_, total_);
     if (callback_ && !callback_(progress{done_, total_, stage_}))

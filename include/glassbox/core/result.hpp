@@ -41,6 +41,7 @@ struct attribution_result {
   std::vector<named_option> options;        ///< the options it ran with
 
   /// The sum of the scores (in double).
+  template <class = void>
   double total() const {
     double s = 0;
     for (double x : scores) s += x;

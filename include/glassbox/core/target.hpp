@@ -49,19 +49,23 @@ constexpr std::string_view to_string(target_kind kind) {
 class target {
  public:
   /// The logit of `token` at output row `position` (negative counts from the end).
+  template <class = void>
   static target logit(token_id token, std::ptrdiff_t position = -1) {
     return target(target_kind::logit, token, -1, position, {}, target_kind::logit);
   }
   /// The probability softmax(z)[token] at output row `position`.
+  template <class = void>
   static target probability(token_id token, std::ptrdiff_t position = -1) {
     return target(target_kind::probability, token, -1, position, {}, target_kind::probability);
   }
   /// The log-probability log softmax(z)[token] at output row `position`.
+  template <class = void>
   static target log_probability(token_id token, std::ptrdiff_t position = -1) {
     return target(target_kind::log_probability, token, -1, position, {}, target_kind::log_probability);
   }
   /// The summed log-probability of `continuation`, which must be the last tokens of the input
   /// (teacher forcing): sum_j log p(c_j | tokens before c_j). Attributes a generated answer to its prompt.
+  template <class = void>
   static target sequence_log_probability(token_sequence continuation) {
     detail::require<shape_error>(!continuation.empty(), "glassbox::target::sequence_log_probability: continuation must not be empty");
     return target(target_kind::sequence_log_probability, -1, -1, -1, std::move(continuation),
@@ -69,6 +73,7 @@ class target {
   }
   /// f(token) - f(foil) at output row `position`, with f the logit, probability or log-probability
   /// (`of`). For logits and log-probabilities the two contrasts are equal: the normaliser cancels.
+  template <class = void>
   static target contrast(token_id token, token_id foil, target_kind of = target_kind::log_probability,
                          std::ptrdiff_t position = -1) {
     detail::require(of == target_kind::logit || of == target_kind::probability || of == target_kind::log_probability,
@@ -91,6 +96,7 @@ class target {
   target_kind contrast_of() const { return of_; }
 
   /// The output rows this target reads, ascending, for a model output of `n_rows` rows.
+  template <class = void>
   std::vector<std::size_t> rows(std::size_t n_rows) const {
     if (kind_ == target_kind::sequence_log_probability) {
       const std::size_t k = continuation_.size();
@@ -109,15 +115,18 @@ class target {
   }
 
   /// The target's value from the logits of its rows (`row_logits` is [rows(n).size(), V], in that order).
+  template <class = void>
   double value(const tensor2& row_logits) const { return evaluate(row_logits, nullptr); }
 
   /// The value, and its derivative w.r.t. `row_logits` written to `d_row_logits` (resized to match).
+  template <class = void>
   double value_and_gradient(const tensor2& row_logits, tensor2& d_row_logits) const {
     d_row_logits = xt::zeros<float>(row_logits.shape());
     return evaluate(row_logits, &d_row_logits);
   }
 
   /// The value from a model's whole output [n_rows, V].
+  template <class = void>
   double value_of(const tensor2& logits) const {
     const auto r = rows(logits.shape(0));
     tensor2 selected({r.size(), logits.shape(1)});
@@ -127,6 +136,7 @@ class target {
   }
 
   /// A short human-readable description, e.g. "log-probability of token 12 at the last position".
+  template <class = void>
   std::string describe() const {
     // Negative positions count from the end (-1 = the last row).
     const std::string where = position_ == -1 ? std::string("the last position")
@@ -144,16 +154,19 @@ class target {
   friend bool operator==(const target&, const target&) = default;
 
  private:
+  template <class = void>
   target(target_kind kind, token_id token, token_id foil, std::ptrdiff_t position, token_sequence continuation,
          target_kind of)
       : kind_(kind), token_(token), foil_(foil), position_(position), continuation_(std::move(continuation)), of_(of) {}
 
+  template <class = void>
   static void check_token(token_id t, std::size_t columns) {
     detail::require<shape_error>(t >= 0 && static_cast<std::size_t>(t) < columns,
                                  "glassbox::target: token {} outside an output of {} columns", t, columns);
   }
 
   // log-sum-exp of one row in double, and (optionally) the softmax written to p.
+  template <class = void>
   static double log_sum_exp(const float* z, std::size_t v, std::vector<double>* p) {
     double m = -INFINITY;
     for (std::size_t j = 0; j < v; ++j) m = std::max(m, static_cast<double>(z[j]));
@@ -168,6 +181,7 @@ class target {
   }
 
   // f(token) for f in {logit, probability, log-probability} on one row; adds sign * df/dz to d.
+  template <class = void>
   static double score(target_kind f, const float* z, std::size_t v, token_id token, double sign, float* d) {
     if (f == target_kind::logit) {
       if (d != nullptr) d[token] += static_cast<float>(sign);
@@ -191,6 +205,7 @@ class target {
     return prob;
   }
 
+  template <class = void>
   double evaluate(const tensor2& row_logits, tensor2* d) const {
     const std::size_t v = row_logits.shape(1);
     const std::size_t expected_rows = kind_ == target_kind::sequence_log_probability ? continuation_.size() : 1;
@@ -236,17 +251,21 @@ class output_seed {
   using value_function = std::function<double(const tensor2& row_logits, tensor2& d_row_logits)>;
 
   /// Seeds the backward pass with a target's derivative.
+  template <class = void>
   output_seed(const target& t)  // NOLINT(google-explicit-constructor): a target is a seed
       : rows_([t](std::size_t n) { return t.rows(n); }),
         value_([t](const tensor2& z, tensor2& dz) { return t.value_and_gradient(z, dz); }) {}
 
   /// Seeds the backward pass with any scalar of the output rows.
+  template <class = void>
   output_seed(rows_function rows, value_function value) : rows_(std::move(rows)), value_(std::move(value)) {}
 
   /// The output rows the scalar reads, for an output of n_rows rows.
+  template <class = void>
   std::vector<std::size_t> rows(std::size_t n_rows) const { return rows_(n_rows); }
 
   /// The scalar's value; writes d value / d row_logits into d_row_logits.
+  template <class = void>
   double operator()(const tensor2& row_logits, tensor2& d_row_logits) const {
     const double v = value_(row_logits, d_row_logits);
     detail::require<shape_error>(d_row_logits.shape() == row_logits.shape(),

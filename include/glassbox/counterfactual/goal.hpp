@@ -44,12 +44,14 @@ enum class counterfactual_goal_kind {
 class counterfactual_goal {
  public:
   /// The argmax of output row `position` over `labels` (every column when empty) must change.
+  template <class = void>
   static counterfactual_goal label_flip(std::vector<token_id> labels = {}, std::ptrdiff_t position = -1) {
     counterfactual_goal g(counterfactual_goal_kind::label_flip, target::logit(0, position));
     g.labels_ = std::move(labels);
     return g;
   }
   /// The value of `t` must cross `threshold` (from >= threshold to < threshold, or from < to >=).
+  template <class = void>
   static counterfactual_goal threshold(target t, double threshold) {
     counterfactual_goal g(counterfactual_goal_kind::threshold, std::move(t));
     g.threshold_ = threshold;
@@ -66,6 +68,7 @@ class counterfactual_goal {
   double threshold_value() const { return threshold_; }
 
  private:
+  template <class = void>
   counterfactual_goal(counterfactual_goal_kind kind, glassbox::target t) : kind_(kind), target_(std::move(t)) {}
 
   counterfactual_goal_kind kind_;

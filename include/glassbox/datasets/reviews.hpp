@@ -182,6 +182,7 @@ struct review_lexicon {
   std::vector<token_id> time_prepositions;  // the prepositions before a time: on, at, in, after, before, during
   token_id period = -1, comma = -1, but = -1, and_ = -1, not_ = -1, a = -1, it = -1, with = -1;
 
+  template <class = void>
   token_id id(std::string_view word) const { return ids.at(word); }
   const std::vector<token_id>& pool(review_category c) const { return pools[static_cast<std::size_t>(c)]; }
 };
@@ -492,6 +493,7 @@ struct review_analysis {
   /// Whether the rule gives a label (decided or agreeing_tie).
   bool has_label() const { return polarity != 0; }
   /// The label token (`positive` / `negative`), or nothing when the rule gives no label.
+  template <class = void>
   std::optional<token_id> label() const {
     if (polarity == 0) return std::nullopt;
     return review_label_token(polarity);
@@ -750,6 +752,7 @@ struct review_example {
   /// The plain subset: neither negated nor contrast.
   bool plain() const { return !negated() && !contrast(); }
   /// The tokens as text, e.g. "the food was not good . =>".
+  template <class = void>
   std::string text() const { return decode_review(tokens); }
 };
 

@@ -126,6 +126,7 @@ struct kfac_layer_factors {
   /// The parameters of the layer, d_out x (d_in + 1) (or d_out x d_in without a bias).
   std::size_t parameter_count() const { return output_dim * augmented_input_dim(); }
   /// The floats the fitted tensors above hold (4 bytes each, in memory and in a factors file).
+  template <class = void>
   std::size_t stored_floats() const {
     return activation_covariance.size() + gradient_covariance.size() + activation_eigenvalues.size() +
            activation_eigenvectors.size() + gradient_eigenvalues.size() + gradient_eigenvectors.size() + lambda.size();
@@ -162,12 +163,14 @@ struct kfac_factors {
   std::vector<kfac_layer_factors> layers;       ///< the tracked layers, in the model's order
 
   /// The tracked layer `name`; glassbox::error if it is not tracked.
+  template <class = void>
   const kfac_layer_factors& layer(std::string_view name) const {
     for (const auto& l : layers)
       if (l.name == name) return l;
     detail::fail("glassbox::kfac_factors::layer: name must be a tracked layer, got {}", name);
   }
   /// The parameters the tracked layers hold in all.
+  template <class = void>
   std::size_t tracked_parameters() const {
     std::size_t n = 0;
     for (const auto& l : layers) n += l.parameter_count();

@@ -76,8 +76,10 @@ struct influence_result {
   std::vector<named_option> options;                 ///< the options it ran with
 
   /// Number of queries (rows of scores).
+  template <class = void>
   std::size_t queries() const { return scores.dimension() == 2 ? scores.shape(0) : 0; }
   /// s(q, n).
+  template <class = void>
   double score(std::size_t q, std::size_t n) const { return scores(q, n); }
 };
 
@@ -94,6 +96,7 @@ struct self_influence_result {
   std::vector<named_option> options;           ///< the options it ran with
 
   /// Every training example ranked by self-influence, highest first (ties: lower index first).
+  template <class = void>
   std::vector<influence_entry> ranked() const {
     std::vector<influence_entry> out(scores.size());
     for (std::size_t n = 0; n < scores.size(); ++n) out[n] = {n, scores[n]};

@@ -55,6 +55,7 @@ struct tracin_options {
 class count_sketch {
  public:
   /// A sketch of p-vectors into k dimensions, drawn from glassbox::rng(seed).
+  template <class = void>
   count_sketch(std::size_t p, std::size_t k, std::uint64_t seed) : k_(k), bucket_(p), sign_(p) {
     detail::require(k >= 1, "glassbox::count_sketch: k must be >= 1, got 0");
     glassbox::rng g(seed);
@@ -68,6 +69,7 @@ class count_sketch {
   /// Output dimension k.
   std::size_t output_size() const { return k_; }
   /// S g.
+  template <class = void>
   Eigen::VectorXd operator()(const Eigen::VectorXd& g) const {
     detail::require<shape_error>(static_cast<std::size_t>(g.size()) == bucket_.size(),
                                  "glassbox::count_sketch: the vector must have {} entries, got {}", bucket_.size(),

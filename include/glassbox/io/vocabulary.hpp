@@ -45,6 +45,7 @@ namespace detail {
 struct string_hash {
   using is_transparent = void;
   /// The hash of `text`.
+  template <class = void>
   std::size_t operator()(std::string_view text) const noexcept { return std::hash<std::string_view>{}(text); }
 };
 

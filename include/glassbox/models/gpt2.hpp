@@ -155,6 +155,7 @@ struct gpt2_offsets {
   std::size_t wte = 0, wpe = 0, ln_f_weight = 0, ln_f_bias = 0, head = 0, total = 0;
   std::vector<gpt2_block_offsets> blocks;
 
+  template <class = void>
   explicit gpt2_offsets(const std::vector<models::gpt2_parameter_info>& t, std::size_t n_layer, bool tied) {
     wte = t[0].offset;
     wpe = t[1].offset;

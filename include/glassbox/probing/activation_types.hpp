@@ -71,6 +71,7 @@ struct activation_set {
   /// Rows N.
   std::size_t rows() const { return labels.size(); }
   /// K: the class names' count, else the largest label + 1 (classes only; 0 for real labels).
+  template <class = void>
   std::size_t class_count() const {
     if (kind != label_kind::classes) return 0;
     double top = -1;
@@ -78,6 +79,7 @@ struct activation_set {
     return std::max<std::size_t>(class_names.size(), static_cast<std::size_t>(top + 1));
   }
   /// The position in `layers` of hidden-state index `layer`, or nothing.
+  template <class = void>
   std::optional<std::size_t> layer_slot(std::size_t layer) const {
     for (std::size_t i = 0; i < layers.size(); ++i)
       if (layers[i] == layer) return i;

@@ -26,6 +26,7 @@ struct tuned_lens {
   /// d, the residual width.
   std::size_t width() const { return weights.empty() ? 0 : weights.front().shape(0); }
   /// The identity lens (all translators zero, i.e. the logit lens) for L blocks of width d.
+  template <class = void>
   static tuned_lens identity(std::size_t layers, std::size_t width) {
     tuned_lens t;
     for (std::size_t k = 0; k < layers; ++k) {

@@ -263,6 +263,7 @@ struct pending_check {
   std::string not_run;         ///< why it did not run (a check it depends on failed)
 
   /// Records one measured value (and its detail, kept when it is the worst so far).
+  template <class = void>
   void add(double measured, std::string sample_detail = {}) {
     if (std::isnan(measured)) measured = std::numeric_limits<double>::infinity();
     if (!ran || measured > worst) {

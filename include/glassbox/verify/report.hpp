@@ -73,21 +73,25 @@ struct verify_report {
   std::vector<std::string> warnings;              ///< things that are not errors but cost speed or trust
 
   /// True when no check failed.
+  template <class = void>
   bool passed() const {
     return std::none_of(checks.begin(), checks.end(), [](const check_result& c) { return c.failed(); });
   }
   /// The number of checks with `status`.
+  template <class = void>
   std::size_t count(check_status status) const {
     return static_cast<std::size_t>(
         std::count_if(checks.begin(), checks.end(), [&](const check_result& c) { return c.status == status; }));
   }
   /// The check named `name`, or nullptr.
+  template <class = void>
   const check_result* find(std::string_view name) const {
     for (const auto& c : checks)
       if (c.name == name) return &c;
     return nullptr;
   }
   /// The names of the failed checks, in order.
+  template <class = void>
   std::vector<std::string> failed_checks() const {
     std::vector<std::string> out;
     for (const auto& c : checks)

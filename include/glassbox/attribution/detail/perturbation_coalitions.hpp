@@ -118,6 +118,7 @@ struct coalition_design {
 
   /// Appends the coalition `present` (ascending feature indices) with weight w, and its
   /// complement with the same weight when `with_complement`.
+  template <class = void>
   void add(const std::vector<std::uint32_t>& present, double w, bool with_complement) {
     const std::size_t begin = masks.size();
     masks.resize(begin + features, 0);

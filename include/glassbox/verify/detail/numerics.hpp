@@ -115,6 +115,7 @@ struct readout {
   std::vector<float> weights;      ///< [rows.size(), columns]
 
   /// Reads the last row and, when there are several, one other random row, with N(0, 1) weights.
+  template <class = void>
   static readout random(std::size_t n_rows, std::size_t columns, rng& g) {
     readout r;
     r.n_rows = n_rows;
@@ -221,6 +222,7 @@ struct directional_sample {
 
   /// max(0, |analytic - numeric| - uncertainty) / max(|analytic|, |numeric|, typical, noise): the
   /// disagreement beyond what the finite differences can resolve; NaN if a side is not finite.
+  template <class = void>
   double error() const {
     if (!std::isfinite(analytic) || !std::isfinite(numeric) || !std::isfinite(uncertainty))
       return std::numeric_limits<double>::quiet_NaN();
