@@ -158,7 +158,7 @@ void lens_translate_row(const float* h, const tuned_lens& lens, std::size_t k, s
   using real = dependent_t<T, double>;  // so that the Eigen expressions compile only where this is called
   using real_f = dependent_t<T, float>;
   using map_row = Eigen::Map<const Eigen::Matrix<real_f, 1, Eigen::Dynamic>>;
-  using map_mat = Eigen::Map<const Eigen::Matrix<real_f, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
+  using map_mat = Eigen::Map<const detail::row_matrix<real_f>>;
   const map_row x(h, static_cast<Eigen::Index>(d));
   const map_mat m(lens.weights[k].data(), static_cast<Eigen::Index>(d), static_cast<Eigen::Index>(d));
   const Eigen::Matrix<real, 1, Eigen::Dynamic> y =
@@ -491,7 +491,7 @@ tuned_lens_training train_tuned_lens(const M& model, std::span<const token_seque
   // Eigen types that depend on M, so that their expressions compile only with the template.
   using real = detail::dependent_t<M, double>;
   using real_f = detail::dependent_t<M, float>;
-  using matd = Eigen::Matrix<real, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using matd = detail::row_matrix<real>;
   using vecd = Eigen::Matrix<real, 1, Eigen::Dynamic>;
   std::vector<matd> W(L, matd::Zero(dd, dd)), bufW(L, matd::Zero(dd, dd)), gW(L, matd::Zero(dd, dd));
   std::vector<vecd> B(L, vecd::Zero(dd)), bufB(L, vecd::Zero(dd)), gB(L, vecd::Zero(dd));
@@ -560,10 +560,8 @@ tuned_lens_training train_tuned_lens(const M& model, std::span<const token_seque
             });
         const auto g = detail::model_hidden_gradient(model, tokens, L, h, seed, who);
         kl[k] += g.value;
-        const Eigen::Map<const Eigen::Matrix<real_f, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> G(
-            g.gradient.data(), static_cast<Eigen::Index>(T), dd);
-        const Eigen::Map<const Eigen::Matrix<real_f, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> X(
-            hs.data() + k * T * d, static_cast<Eigen::Index>(T), dd);
+        const Eigen::Map<const detail::row_matrix<real_f>> G(g.gradient.data(), static_cast<Eigen::Index>(T), dd);
+        const Eigen::Map<const detail::row_matrix<real_f>> X(hs.data() + k * T * d, static_cast<Eigen::Index>(T), dd);
         gW[k].noalias() += X.template cast<real>().transpose() * G.template cast<real>();
         gB[k] += G.template cast<real>().colwise().sum();
       }

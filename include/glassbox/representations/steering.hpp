@@ -110,9 +110,8 @@ tensor2 pooled_states(const M& model, token_span tokens, activation_pooling pool
 /// The unit top right-singular vector of D [n, d] (power iteration on D^T D in double, started at
 /// the mean row), and the fraction of ||D||_F^2 along it; the zero vector when D is zero.
 template <class Real = double>
-std::pair<Eigen::Matrix<Real, Eigen::Dynamic, 1>, double> top_direction(
-    const Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic>& D) {
-  using vec = Eigen::Matrix<Real, Eigen::Dynamic, 1>;
+std::pair<detail::vector<Real>, double> top_direction(const Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic>& D) {
+  using vec = detail::vector<Real>;
   using mat = Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic>;
   const mat C = D.transpose() * D;
   if (!(C.trace() > 0)) return {vec::Zero(D.cols()), 0.0};  // no difference: no direction
@@ -216,7 +215,7 @@ std::vector<reading_vector> reading_vectors(const M& model, std::span<const cont
   }
   std::vector<reading_vector> out;
   using mat = Eigen::Matrix<detail::dependent_t<M, double>, Eigen::Dynamic, Eigen::Dynamic>;  // see dependent_t
-  using vec = Eigen::Matrix<detail::dependent_t<M, double>, Eigen::Dynamic, 1>;
+  using vec = detail::vector<detail::dependent_t<M, double>>;
   const auto n = static_cast<Eigen::Index>(pairs.size()), dd = static_cast<Eigen::Index>(d);
   for (auto k : layers) {
     detail::require<shape_error>(k < L1, "glassbox::{}: layers must be hidden-state indices < {}, got {}", who, L1, k);
@@ -278,8 +277,8 @@ tensor2 projected_logits(const M& model, token_span tokens, std::size_t layer, c
                                basis.shape(1));
   using real = detail::dependent_t<M, double>;  // see dependent_t
   using real_f = detail::dependent_t<M, float>;
-  using rows = Eigen::Map<Eigen::Matrix<real_f, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
-  using crows = Eigen::Map<const Eigen::Matrix<real_f, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
+  using rows = Eigen::Map<detail::row_matrix<real_f>>;
+  using crows = Eigen::Map<const detail::row_matrix<real_f>>;
   rows H(h.data(), static_cast<Eigen::Index>(T), static_cast<Eigen::Index>(d));
   const crows B(basis.data(), static_cast<Eigen::Index>(basis.shape(0)), static_cast<Eigen::Index>(d));
   const Eigen::Matrix<real, Eigen::Dynamic, Eigen::Dynamic> Hd = H.template cast<real>();
@@ -362,12 +361,12 @@ inlp_result inlp(const tensor2& x_train, std::span<const std::int32_t> y_train, 
                                      static_cast<double>(y_dev.size());
   using real = detail::dependent_t<T, double>;  // see dependent_t
   using real_f = detail::dependent_t<T, float>;
-  using vec = Eigen::Matrix<real, Eigen::Dynamic, 1>;
+  using vec = detail::vector<real>;
   std::vector<vec> basis;
   auto project = [&](const tensor2& x) {
     tensor2 p = x;
     const auto N = static_cast<Eigen::Index>(x.shape(0)), D = static_cast<Eigen::Index>(d);
-    Eigen::Map<Eigen::Matrix<real_f, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> P(p.data(), N, D);
+    Eigen::Map<detail::row_matrix<real_f>> P(p.data(), N, D);
     Eigen::Matrix<real, Eigen::Dynamic, Eigen::Dynamic> Pd = P.template cast<real>();
     for (const auto& b : basis) Pd -= (Pd * b) * b.transpose();
     P = Pd.template cast<real_f>();
