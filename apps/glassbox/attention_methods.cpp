@@ -74,7 +74,7 @@ struct raw_view_options {
   report::attention_selection selection;
 };
 
-std::vector<attention_method> make_table() {
+std::vector<attention_method> make_attention_table() {
   std::vector<attention_method> t;
   auto info = [](std::string name, std::string family, std::string rung, std::string summary) {
     return method_info{std::move(name), "attention", std::move(family), std::move(rung), std::move(summary), {}};
@@ -205,7 +205,7 @@ std::vector<attention_method> make_table() {
 }  // namespace
 
 const std::vector<attention_method>& attention_methods() {
-  static const std::vector<attention_method> table = make_table();
+  static const std::vector<attention_method> table = make_attention_table();
   return table;
 }
 

@@ -41,17 +41,17 @@ using report::json;
 
 /// A metric named on the command line: "logit-diff:A,B" (logit(A) - logit(B)) or "log-prob:A", read at the
 /// last position.
-struct metric_spec {
+struct circuit_metric {
   std::string spec;             ///< as given, e.g. "logit-diff:good,bad"
   target metric = target::logit(0);
   std::vector<token_id> tokens;  ///< A (and B)
 };
 
-metric_spec parse_metric(const loaded_model& m, const std::string& text) {
+circuit_metric parse_metric(const loaded_model& m, const std::string& text) {
   const auto colon = text.find(':');
   const std::string kind = colon == std::string::npos ? text : text.substr(0, colon);
   const std::string rest = colon == std::string::npos ? std::string() : text.substr(colon + 1);
-  metric_spec out;
+  circuit_metric out;
   out.spec = text;
   if (kind == "logit-diff") {
     const auto items = split_list(rest);
@@ -101,8 +101,6 @@ json matrix_json(const xt::xtensor<double, 2>& v) {
   }
   return rows;
 }
-
-json number_or_null(double x) { return std::isfinite(x) ? json(x) : json(nullptr); }
 
 /// Whether stdout is a terminal (colours in the tables).
 bool stdout_is_terminal() { return isatty(fileno(stdout)) != 0; }
@@ -179,14 +177,14 @@ sweep_axes axes_of(const patching_result& r, const std::vector<std::string>& tok
 }
 
 /// Pearson correlation and largest |difference| of two matrices over the entries finite in both.
-struct agreement {
+struct map_agreement {
   double pearson = std::numeric_limits<double>::quiet_NaN();
   double max_abs_difference = std::numeric_limits<double>::quiet_NaN();
   std::size_t entries = 0;
 };
 
-agreement agreement_of(const xt::xtensor<double, 2>& a, const xt::xtensor<double, 2>& b) {
-  agreement g;
+map_agreement agreement_of(const xt::xtensor<double, 2>& a, const xt::xtensor<double, 2>& b) {
+  map_agreement g;
   std::vector<std::pair<double, double>> xy;
   for (std::size_t i = 0; i < a.size(); ++i)
     if (std::isfinite(a.data()[i]) && std::isfinite(b.data()[i])) xy.emplace_back(a.data()[i], b.data()[i]);
@@ -214,14 +212,14 @@ agreement agreement_of(const xt::xtensor<double, 2>& a, const xt::xtensor<double
 struct patch_run {
   patching_result result;                  ///< the --kind sweep
   std::optional<patching_result> other;    ///< --compare: the other kind's sweep
-  std::optional<agreement> restored_agreement, value_agreement;
+  std::optional<map_agreement> restored_agreement, value_agreement;
 };
 
 json axis_json(const std::string& name, const std::vector<std::string>& labels, const std::vector<std::size_t>& idx) {
   return {{"name", name}, {"labels", labels}, {"indices", idx}};
 }
 
-json patch_json(const patch_run& run, const metric_spec& metric, const loaded_model& m, token_span clean,
+json patch_json(const patch_run& run, const circuit_metric& metric, const loaded_model& m, token_span clean,
                 token_span corrupt) {
   const auto& r = run.result;
   const auto tokens = m.token_strings(clean);
@@ -299,7 +297,7 @@ std::string restored_table(const patching_result& r, const sweep_axes& axes, std
   return out;
 }
 
-std::string patch_text(const patch_run& run, const metric_spec& metric, const loaded_model& m, token_span clean,
+std::string patch_text(const patch_run& run, const circuit_metric& metric, const loaded_model& m, token_span clean,
                        token_span corrupt, std::size_t top) {
   const auto& r = run.result;
   const auto axes = axes_of(r, m.token_strings(clean));
@@ -322,7 +320,7 @@ std::string patch_text(const patch_run& run, const metric_spec& metric, const lo
   return out;
 }
 
-std::string patch_html(const patch_run& run, const metric_spec& metric, const loaded_model& m, token_span clean,
+std::string patch_html(const patch_run& run, const circuit_metric& metric, const loaded_model& m, token_span clean,
                        token_span corrupt) {
   const auto& r = run.result;
   const auto axes = axes_of(r, m.token_strings(clean, token_style::html));
@@ -403,7 +401,7 @@ runner add_patch_command(CLI::App& app) {
       detail::fail("--level must be resid, head, mlp or neuron, got '{}'", s->level);
     }
     const auto m = load_model(s->model);
-    const metric_spec metric = parse_metric(m, s->metric);
+    const circuit_metric metric = parse_metric(m, s->metric);
     const token_sequence clean = resolve_text(m, s->clean, "--clean");
     const token_sequence corrupt = resolve_text(m, s->corrupt, "--corrupt");
     if (clean.size() != corrupt.size())
@@ -775,7 +773,7 @@ struct neurons_report {
   std::vector<std::string> class_names;
   std::size_t sequences = 0, tokens = 0, bins = 0, model_calls = 0;
   std::vector<std::size_t> layers;
-  std::optional<metric_spec> metric;
+  std::optional<circuit_metric> metric;
   std::optional<ablation_kind> ablate;
   std::vector<neuron_entry> neurons;
 };
@@ -943,7 +941,7 @@ runner add_neurons_command(CLI::App& app) {
       if (s->layer >= L) detail::fail("--layer must be a block 0..{}, got {}", L - 1, s->layer);
       layer = s->layer;
     }
-    std::optional<metric_spec> metric;
+    std::optional<circuit_metric> metric;
     if (ablate) {
       if (s->metric.empty() && !s->model.empty())
         detail::fail("--ablate needs --metric (logit-diff:A,B or log-prob:A) on a model other than the bundled one");

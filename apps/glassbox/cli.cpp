@@ -166,6 +166,20 @@ std::string options_line(const std::vector<named_option>& options) {
   return out;
 }
 
+report::json options_json(const std::vector<named_option>& options) {
+  report::json out = report::json::object();
+  for (const auto& o : options) out[o.name] = report::detail::option_json(o.value);
+  return out;
+}
+
+report::json number_or_null(double x) { return report::detail::number(x); }
+
+std::string joined(const std::vector<std::string>& words) {
+  std::string out;
+  for (const auto& w : words) out += (out.empty() ? "" : " ") + w;
+  return out;
+}
+
 token_sequence parse_token_list(const std::string& list) {
   token_sequence out;
   for (const std::string_view item : split_list(list)) {

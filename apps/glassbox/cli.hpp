@@ -110,6 +110,15 @@ progress_callback progress_bar();
 /// The options a result records, as "name=value name=value" (the options echo of every subcommand).
 std::string options_line(const std::vector<named_option>& options);
 
+/// The options a result records, as a JSON object of name -> value.
+report::json options_json(const std::vector<named_option>& options);
+
+/// `x` as a JSON number, or null when it is NaN or infinite (JSON has no such numbers).
+report::json number_or_null(double x);
+
+/// `words` joined by single spaces.
+std::string joined(const std::vector<std::string>& words);
+
 /// Writes `text` to `file` ("-" = stdout); glassbox::error if the file cannot be written.
 void write_text(const std::string& file, const std::string& text);
 

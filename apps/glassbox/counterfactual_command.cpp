@@ -23,8 +23,6 @@ namespace {
 
 using report::json;
 
-json number_or_null(double x) { return std::isfinite(x) ? json(x) : json(nullptr); }
-
 // The text of a token sequence: the BPE bytes decoded (ill-formed UTF-8 replaced), else the token
 // strings joined by spaces.
 std::string text_of(const loaded_model& m, token_span ids) {

@@ -60,12 +60,6 @@ struct explain_state {
   }
 };
 
-std::string joined(const std::vector<std::string>& words) {
-  std::string out;
-  for (const auto& w : words) out += (out.empty() ? "" : " ") + w;
-  return out;
-}
-
 execution_options execution(const explain_state& s) {
   execution_options e;
   e.batch_size = s.batch_size;

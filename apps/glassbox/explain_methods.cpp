@@ -192,7 +192,7 @@ attribution_result run_noise_tunnel(const call& c, const noise_tunnel_call_optio
 
 // ---- the table --------------------------------------------------------------------------------------
 
-std::vector<attribution_method> make_table() {
+std::vector<attribution_method> make_attribution_table() {
   std::vector<attribution_method> t;
   auto info = [](std::string name, std::string family, std::string rung, std::string summary) {
     return method_info{std::move(name), "explain", std::move(family), std::move(rung), std::move(summary), {}};
@@ -372,7 +372,7 @@ baseline parse_baseline(const loaded_model& m, std::string_view value, std::stri
 }
 
 const std::vector<attribution_method>& attribution_methods() {
-  static const std::vector<attribution_method> table = make_table();
+  static const std::vector<attribution_method> table = make_attribution_table();
   return table;
 }
 

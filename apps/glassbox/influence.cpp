@@ -89,12 +89,6 @@ execution_options execution(const influence_state& s, const mpi_session& mpi) {
   return e;
 }
 
-std::string joined(const std::vector<std::string>& words) {
-  std::string out;
-  for (const auto& w : words) out += (out.empty() ? "" : " ") + w;
-  return out;
-}
-
 // The examples of a data file: with a label, classification at the last row; without, next-token loss.
 struct example_set {
   std::vector<training_example> examples;
@@ -165,12 +159,6 @@ report::json entries_json(const std::vector<influence_entry>& entries, const std
   report::json out = report::json::array();
   for (const auto& e : entries)
     out.push_back({{"index", e.index}, {"score", report::detail::number(e.score)}, {"text", texts[e.index]}});
-  return out;
-}
-
-report::json options_json(const std::vector<named_option>& options) {
-  report::json out = report::json::object();
-  for (const auto& o : options) out[o.name] = report::detail::option_json(o.value);
   return out;
 }
 

@@ -422,12 +422,6 @@ std::string number_or_dash(const std::optional<double>& v, const char* format = 
   return v ? fmt::format(fmt::runtime(format), *v) : std::string("-");
 }
 
-json options_json(const std::vector<named_option>& options) {
-  json o = json::object();
-  for (const auto& x : options) o[x.name] = report::detail::option_json(x.value);
-  return o;
-}
-
 void put(json& j, const char* name, const std::optional<double>& v) {
   if (v) j[name] = *v;
 }

@@ -20,8 +20,6 @@ namespace {
 
 using report::json;
 
-json number_or_null(double x) { return std::isfinite(x) ? json(x) : json(nullptr); }
-
 json scores_json(const step_scores_result& r, const loaded_model& m) {
   json j;
   j["schema"] = "glassbox.scores";

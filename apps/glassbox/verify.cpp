@@ -15,9 +15,6 @@ namespace glassbox::cli {
 
 namespace {
 
-/// A finite number, or null.
-report::json number_or_null(double x) { return std::isfinite(x) ? report::json(x) : report::json(nullptr); }
-
 /// The report as a `glassbox.verify` document (docs/cli.md#glassbox-verify).
 report::json verify_json(const verify_report& r, const loaded_model& m, const token_sequence& ids,
                          const std::string& precision) {
