@@ -32,8 +32,6 @@
 #include "glassbox/models/gpt2.hpp"
 #include "glassbox/report/json.hpp"
 
-extern template class glassbox::models::basic_gpt2<float>;
-
 namespace glassbox::cli {
 
 /// The name of the bundled model's directory under models/.

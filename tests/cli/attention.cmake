@@ -69,7 +69,7 @@ glassbox_cli_test("error: heads bad JSON" ARGS heads --data "${glassbox_cli_work
                   PASS "glassbox: error: .*line 1: is not valid JSON")
 
 # Outputs against the library, the HTML size bound and the findings on the bundled model.
-glassbox_add_test(attention_cli_test attention_test.cpp ../support/gpt2_instantiation.cpp)
+glassbox_add_test(attention_cli_test attention_test.cpp GPT2)
 target_include_directories(attention_cli_test PRIVATE "${PROJECT_SOURCE_DIR}/apps/glassbox")
 target_compile_definitions(attention_cli_test PRIVATE GLASSBOX_CLI="$<TARGET_FILE:glassbox_cli>"
                                                       GLASSBOX_CLI_WORK="${glassbox_cli_work}")

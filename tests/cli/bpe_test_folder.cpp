@@ -13,7 +13,7 @@
 #include <utility>
 #include <vector>
 
-#include "gpt2_extern.hpp"
+#include "glassbox/models/gpt2.hpp"
 #include "glassbox/io/bpe_tokenizer.hpp"
 
 int main(int argc, char** argv) {

@@ -163,7 +163,7 @@ glassbox_cli_test("explain error: unwritable html" ARGS explain ${explain_model}
                   --html "${glassbox_cli_work}/no/such/dir/x.html" FAIL PASS "glassbox: error: cannot write")
 
 # JSON and HTML against the library.
-glassbox_add_test(explain_test explain_test.cpp ../support/gpt2_instantiation.cpp)
+glassbox_add_test(explain_test explain_test.cpp GPT2)
 target_include_directories(explain_test PRIVATE "${PROJECT_SOURCE_DIR}/apps/glassbox")
 if(GLASSBOX_EXPLAIN_TEST_MODEL)
   set(explain_test_model "${GLASSBOX_EXPLAIN_TEST_MODEL}")

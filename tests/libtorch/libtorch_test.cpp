@@ -24,7 +24,7 @@
 #include "glassbox/probing/activations.hpp"
 #include "glassbox/probing/probe.hpp"
 #include "glassbox/verify/adapter.hpp"
-#include "gpt2_extern.hpp"
+#include "glassbox/models/gpt2.hpp"
 
 #ifndef GLASSBOX_TORCHSCRIPT_FILE
 #error "tests/libtorch/CMakeLists.txt defines GLASSBOX_TORCHSCRIPT_FILE"

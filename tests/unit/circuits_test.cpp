@@ -14,7 +14,7 @@
 #include <glassbox/models/linear_bag.hpp>
 #include <vector>
 
-#include "gpt2_extern.hpp"
+#include "glassbox/models/gpt2.hpp"
 #include "test_support.hpp"
 
 using namespace glassbox;

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "gpt2_extern.hpp"
+#include "glassbox/models/gpt2.hpp"
 #include "test_support.hpp"
 
 namespace gb = glassbox;

@@ -21,7 +21,7 @@
 #include "glassbox/io/safetensors.hpp"
 #include "glassbox/models/adam.hpp"
 #include "glassbox/models/linear_bag.hpp"
-#include "gpt2_extern.hpp"
+#include "glassbox/models/gpt2.hpp"
 #include "test_support.hpp"
 
 // ---- allocation counting (operator new only; used to show that passes do not allocate per layer) ----

@@ -23,7 +23,7 @@
 #include "glassbox/influence/kfac.hpp"
 #include "glassbox/influence/kfac_factors.hpp"
 #include "glassbox/io/influence_factors.hpp"
-#include "gpt2_extern.hpp"
+#include "glassbox/models/gpt2.hpp"
 #include "test_support.hpp"
 
 namespace {

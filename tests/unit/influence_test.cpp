@@ -22,7 +22,7 @@
 #include "glassbox/core/random.hpp"
 #include "glassbox/core/target.hpp"
 #include "glassbox/models/linear_bag.hpp"
-#include "gpt2_extern.hpp"
+#include "glassbox/models/gpt2.hpp"
 #include "test_support.hpp"
 
 namespace {

@@ -21,7 +21,7 @@
 #include <set>
 #include <vector>
 
-#include "gpt2_extern.hpp"
+#include "glassbox/models/gpt2.hpp"
 #include "test_support.hpp"
 
 namespace {

@@ -13,7 +13,7 @@
 #include <set>
 #include <vector>
 
-#include "gpt2_extern.hpp"
+#include "glassbox/models/gpt2.hpp"
 #include "test_support.hpp"
 
 using namespace glassbox;

@@ -11,7 +11,7 @@
 #include <numeric>
 #include <vector>
 
-#include "gpt2_extern.hpp"
+#include "glassbox/models/gpt2.hpp"
 #include "test_support.hpp"
 
 using namespace glassbox;

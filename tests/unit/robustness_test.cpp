@@ -37,7 +37,7 @@
 #include "glassbox/representations/sae.hpp"
 #include "glassbox/representations/steering.hpp"
 #include "glassbox/verify/adapter.hpp"
-#include "gpt2_extern.hpp"
+#include "glassbox/models/gpt2.hpp"
 #include "test_support.hpp"
 
 using namespace glassbox;

@@ -12,7 +12,7 @@
 #include "glassbox/core/execution.hpp"
 #include "glassbox/models/linear_bag.hpp"
 #include "glassbox/verify.hpp"
-#include "gpt2_extern.hpp"
+#include "glassbox/models/gpt2.hpp"
 #include "test_support.hpp"
 
 // The example adapter, without the example's main().

@@ -2288,3 +2288,12 @@ static_assert(concepts::has_logits_at<gpt2> && concepts::has_logits_batch<gpt2> 
 }  // namespace glassbox::models
 
 #include "glassbox/models/detail/gpt2_io.hpp"
+
+// With GLASSBOX_EXTERN_GPT2 defined, a translation unit uses basic_gpt2<float> and <double> without
+// compiling their members: one other translation unit of the program must instantiate them
+// (`template class glassbox::models::basic_gpt2<float>;`, the same for double), which halves the
+// compile time of every other one that uses the model (docs/building.md, "Compile-time advice").
+#ifdef GLASSBOX_EXTERN_GPT2
+extern template class glassbox::models::basic_gpt2<float>;
+extern template class glassbox::models::basic_gpt2<double>;
+#endif

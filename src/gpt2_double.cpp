@@ -1,0 +1,6 @@
+// Not part of the library (glassbox is header-only): the reference GPT-2 in double, compiled once for
+// the repository's own programs; src/gpt2_float.cpp says how they use it. A source of its own, so
+// that the two precisions compile in parallel.
+#include "glassbox/models/gpt2.hpp"
+
+template class glassbox::models::basic_gpt2<double>;
