@@ -18,7 +18,13 @@ if [ ${#harnesses[@]} -eq 0 ]; then
   harnesses=(safetensors_fuzz vocabulary_fuzz bpe_fuzz activation_file_fuzz jsonl_fuzz)
 fi
 
-cmake -S "${root}" -B "${build}" -DCMAKE_CXX_COMPILER="${cxx}" -DCMAKE_BUILD_TYPE=Release \
+# Ninja (as every preset), so that the harnesses compile in parallel: the Makefile generator builds the
+# targets named on the command line one after another. A build/fuzz made by an older run.sh with
+# another generator is reconfigured from scratch.
+if [ -f "${build}/CMakeCache.txt" ] && ! grep -qx 'CMAKE_GENERATOR:INTERNAL=Ninja' "${build}/CMakeCache.txt"; then
+  rm -rf "${build}/CMakeCache.txt" "${build}/CMakeFiles"
+fi
+cmake -S "${root}" -B "${build}" -G Ninja -DCMAKE_CXX_COMPILER="${cxx}" -DCMAKE_BUILD_TYPE=Release \
   -DGLASSBOX_BUILD_FUZZ=ON -DGLASSBOX_BUILD_TESTS=OFF -DGLASSBOX_BUILD_EXAMPLES=OFF -DGLASSBOX_BUILD_APPS=OFF \
   -DGLASSBOX_BUILD_BENCH=OFF -DGLASSBOX_INSTALL=OFF -DGLASSBOX_WARNINGS_AS_ERRORS=ON >/dev/null
 cmake --build "${build}" --target "${harnesses[@]}" -j "${JOBS:-2}"
