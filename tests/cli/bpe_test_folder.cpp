@@ -13,8 +13,8 @@
 #include <utility>
 #include <vector>
 
-#include "glassbox/models/gpt2.hpp"
 #include "glassbox/io/bpe_tokenizer.hpp"
+#include "glassbox/models/gpt2.hpp"
 
 int main(int argc, char** argv) {
   if (argc != 2) {

@@ -21,10 +21,10 @@
 #include "glassbox/attribution/integrated_gradients.hpp"
 #include "glassbox/attribution/shapley.hpp"
 #include "glassbox/datasets/reviews.hpp"
+#include "glassbox/models/gpt2.hpp"
 #include "glassbox/probing/activations.hpp"
 #include "glassbox/probing/probe.hpp"
 #include "glassbox/verify/adapter.hpp"
-#include "glassbox/models/gpt2.hpp"
 
 #ifndef GLASSBOX_TORCHSCRIPT_FILE
 #error "tests/libtorch/CMakeLists.txt defines GLASSBOX_TORCHSCRIPT_FILE"

@@ -20,8 +20,8 @@
 #include "glassbox/core/execution.hpp"
 #include "glassbox/io/safetensors.hpp"
 #include "glassbox/models/adam.hpp"
-#include "glassbox/models/linear_bag.hpp"
 #include "glassbox/models/gpt2.hpp"
+#include "glassbox/models/linear_bag.hpp"
 #include "test_support.hpp"
 
 // ---- allocation counting (operator new only; used to show that passes do not allocate per layer) ----

@@ -21,8 +21,8 @@
 #include "glassbox/core/execution.hpp"
 #include "glassbox/core/random.hpp"
 #include "glassbox/core/target.hpp"
-#include "glassbox/models/linear_bag.hpp"
 #include "glassbox/models/gpt2.hpp"
+#include "glassbox/models/linear_bag.hpp"
 #include "test_support.hpp"
 
 namespace {

@@ -30,6 +30,7 @@
 #include "glassbox/influence/iterative.hpp"
 #include "glassbox/influence/kfac.hpp"
 #include "glassbox/influence/kfac_factors.hpp"
+#include "glassbox/models/gpt2.hpp"
 #include "glassbox/models/linear_bag.hpp"
 #include "glassbox/probing/activations.hpp"
 #include "glassbox/probing/logistic_regression.hpp"
@@ -37,7 +38,6 @@
 #include "glassbox/representations/sae.hpp"
 #include "glassbox/representations/steering.hpp"
 #include "glassbox/verify/adapter.hpp"
-#include "glassbox/models/gpt2.hpp"
 #include "test_support.hpp"
 
 using namespace glassbox;

@@ -10,9 +10,9 @@
 #include <vector>
 
 #include "glassbox/core/execution.hpp"
+#include "glassbox/models/gpt2.hpp"
 #include "glassbox/models/linear_bag.hpp"
 #include "glassbox/verify.hpp"
-#include "glassbox/models/gpt2.hpp"
 #include "test_support.hpp"
 
 // The example adapter, without the example's main().
