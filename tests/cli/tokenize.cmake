@@ -56,7 +56,8 @@ endif()
 
 set(bpe_dir "${glassbox_cli_work}/bpe")
 add_executable(bpe_test_folder "${CMAKE_CURRENT_LIST_DIR}/bpe_test_folder.cpp")
-target_link_libraries(bpe_test_folder PRIVATE glassbox::glassbox glassbox_warnings glassbox_gpt2_float glassbox_gpt2_double)
+target_link_libraries(bpe_test_folder PRIVATE glassbox::glassbox glassbox_warnings glassbox_gpt2_float
+                                              glassbox_gpt2_double)
 target_include_directories(bpe_test_folder PRIVATE "${PROJECT_SOURCE_DIR}/tests/support")
 add_test(NAME "cli: tokenize setup (BPE folders)" COMMAND bpe_test_folder "${bpe_dir}")
 set_tests_properties("cli: tokenize setup (BPE folders)" PROPERTIES LABELS cli FIXTURES_SETUP cli_bpe_folder)
