@@ -514,3 +514,42 @@ token_influence_result kfac_token_influence(const M& model, const kfac_factors& 
 }
 
 }  // namespace glassbox
+
+// With GLASSBOX_EXTERN_GPT2_KFAC defined, a translation unit calls K-FAC / EK-FAC on the reference
+// GPT-2 in float without compiling it: one other translation unit of the program must instantiate
+// these functions for glassbox::models::gpt2 (src/gpt2_float_kfac.cpp does), which takes most of the
+// compile time off every other one that fits factors or scores on the model (docs/building.md,
+// "Compile-time advice"). Other model types, and the detail functions, compile where they are used.
+#ifdef GLASSBOX_EXTERN_GPT2_KFAC
+namespace glassbox {
+namespace models {
+template <class Scalar>
+class basic_gpt2;
+}  // namespace models
+extern template kfac_factors fit_kfac_factors(const models::basic_gpt2<float>&, std::span<const training_example>,
+                                              const kfac_fit_options&);
+extern template kfac_covariance_sums kfac_covariance_pass(const models::basic_gpt2<float>&,
+                                                          std::span<const training_example>, std::size_t,
+                                                          std::span<const kfac_layer_factors>, const kfac_fit_options&);
+extern template kfac_lambda_sums kfac_lambda_pass(const models::basic_gpt2<float>&, std::span<const training_example>,
+                                                  std::size_t, const kfac_factors&, const kfac_fit_options&);
+extern template kfac_query_batch kfac_prepare_queries(const models::basic_gpt2<float>&, const kfac_factors&,
+                                                      const kfac_preconditioner&, std::span<const measurement>,
+                                                      std::size_t, const execution_options&);
+extern template tensor2 kfac_influence_scores(const models::basic_gpt2<float>&, const kfac_factors&,
+                                              const kfac_query_batch&, std::span<const training_example>, std::size_t,
+                                              std::size_t, const kfac_score_options&);
+extern template influence_result kfac_influence(const models::basic_gpt2<float>&, const kfac_factors&,
+                                                std::span<const measurement>, std::span<const training_example>,
+                                                const kfac_score_options&);
+extern template std::vector<double> kfac_self_influence_scores(const models::basic_gpt2<float>&, const kfac_factors&,
+                                                               const kfac_preconditioner&,
+                                                               std::span<const training_example>, std::size_t,
+                                                               std::size_t, const kfac_score_options&);
+extern template self_influence_result kfac_self_influence(const models::basic_gpt2<float>&, const kfac_factors&,
+                                                          std::span<const training_example>, const kfac_score_options&);
+extern template token_influence_result kfac_token_influence(const models::basic_gpt2<float>&, const kfac_factors&,
+                                                            std::span<const measurement>, const training_example&,
+                                                            std::size_t, const kfac_score_options&);
+}  // namespace glassbox
+#endif
