@@ -1,8 +1,9 @@
 # Configures SOURCE_DIR into BINARY_DIR as a user would (CXX_COMPILER, BUILD_TYPE, CXX_FLAGS; tests,
 # benchmarks and header checks off, no preset), checks that no compile command of that build turns
 # warnings into errors, builds TARGETS (comma-separated), runs `glassbox info` when the command line
-# is one of them, runs the example first_explanation and compares its scores with COMPARE.
-foreach(variable SOURCE_DIR BINARY_DIR GENERATOR CXX_COMPILER BUILD_TYPE COMPARE TARGETS)
+# is one of them, then runs the example first_explanation and compares its scores with COMPARE when
+# COMPARE is given, or else runs each of TARGETS (examples, each of which checks its own result).
+foreach(variable SOURCE_DIR BINARY_DIR GENERATOR CXX_COMPILER BUILD_TYPE TARGETS)
   if(NOT DEFINED ${variable})
     message(FATAL_ERROR "build_as_user.cmake: ${variable} is not set")
   endif()
@@ -46,4 +47,10 @@ list(FIND targets glassbox_cli cli_index)
 if(cli_index GREATER -1)
   run("${BINARY_DIR}/apps/glassbox" info)
 endif()
-run("${BINARY_DIR}/examples/first_explanation" --compare "${COMPARE}")
+if(DEFINED COMPARE)
+  run("${BINARY_DIR}/examples/first_explanation" --compare "${COMPARE}")
+else()
+  foreach(target IN LISTS targets)
+    run("${BINARY_DIR}/examples/${target}")
+  endforeach()
+endif()
