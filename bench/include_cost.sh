@@ -4,7 +4,8 @@
 # glassbox header, with the compiler and flags a user's plain build has (GCC, -std=c++20 -O2); then
 # the cost of a first real use, one integrated-gradients call on the reference GPT-2, compiled with
 # the model in the same translation unit and with `extern template class
-# glassbox::models::basic_gpt2<float>;` (the model compiled once elsewhere, as src/gpt2_float.cpp is for the repository's programs).
+# glassbox::models::basic_gpt2<float>;` (the model compiled once elsewhere, as src/gpt2_float.cpp
+# is for the repository's programs).
 #
 #   bench/include_cost.sh                      every public header, best of 3
 #   CXX=clang++-14 bench/include_cost.sh       another compiler
