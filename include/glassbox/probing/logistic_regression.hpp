@@ -577,9 +577,8 @@ inline void check_class_labels(std::span<const std::int32_t> y, std::size_t rows
 
 /// Fits logistic regression to a row view; `start` (optional) warm-starts from earlier weights.
 template <class T = void>
-inline logistic_regression_result fit_logistic(float_rows x, std::span<const std::int32_t> y, std::size_t classes,
-                                               const logistic_regression_options& o,
-                                               const linear_weights* start = nullptr) {
+logistic_regression_result fit_logistic(float_rows x, std::span<const std::int32_t> y, std::size_t classes,
+                                        const logistic_regression_options& o, const linear_weights* start = nullptr) {
   using real = dependent_t<T, double>;  // so that the solver compiles where this is instantiated
   basic_logistic_objective<real> f(x, y, classes, o.C, o.fit_intercept);
   vector<real> theta = vector<real>::Zero(f.size());
@@ -681,7 +680,7 @@ inline std::vector<double> log_probability_rows(const linear_weights& m, float_r
 
 /// Ridge regression on a row view (closed form in double (Real), centred data).
 template <class Real = double>
-inline linear_weights fit_ridge(float_rows x, std::span<const double> y, const ridge_options& o) {
+linear_weights fit_ridge(float_rows x, std::span<const double> y, const ridge_options& o) {
   const Eigen::Index n = x.rows(), d = x.cols();
   vector<Real> mean_x = vector<Real>::Zero(d);
   double mean_y = 0;
@@ -809,3 +808,14 @@ inline std::vector<double> predict_values(const linear_weights& model, const ten
 }
 
 }  // namespace glassbox
+
+// With GLASSBOX_EXTERN_PROBING defined, the logistic and ridge solvers compile in one other translation unit of the
+// program (src/probing.cpp, CMake's object library glassbox_probing); docs/building.md, "Compile-time
+// advice".
+#ifdef GLASSBOX_EXTERN_PROBING
+namespace glassbox::detail {
+extern template logistic_regression_result fit_logistic<void>(float_rows, std::span<const std::int32_t>, std::size_t,
+                                                              const logistic_regression_options&, const linear_weights*);
+extern template linear_weights fit_ridge<double>(float_rows, std::span<const double>, const ridge_options&);
+}  // namespace glassbox::detail
+#endif

@@ -75,8 +75,7 @@ inline void check_mdl_options(const mdl_options& o, std::string_view who) {
 
 /// The online code over rows in the given order.
 template <class = void>
-inline mdl_result online_code(float_rows x, std::span<const std::int32_t> y, std::size_t classes,
-                              const mdl_options& o) {
+mdl_result online_code(float_rows x, std::span<const std::int32_t> y, std::size_t classes, const mdl_options& o) {
   const auto n = static_cast<std::size_t>(x.rows());
   mdl_result r;
   r.examples = n;
@@ -132,3 +131,12 @@ inline mdl_result online_codelength(const tensor2& x, std::span<const std::int32
 }
 
 }  // namespace glassbox
+
+// With GLASSBOX_EXTERN_PROBING defined, the online code compiles in one other translation unit of the
+// program (src/probing.cpp, CMake's object library glassbox_probing); docs/building.md, "Compile-time
+// advice".
+#ifdef GLASSBOX_EXTERN_PROBING
+namespace glassbox::detail {
+extern template mdl_result online_code<void>(float_rows, std::span<const std::int32_t>, std::size_t, const mdl_options&);
+}  // namespace glassbox::detail
+#endif

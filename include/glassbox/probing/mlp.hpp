@@ -88,8 +88,8 @@ inline std::pair<double, double> mlp_loss_accuracy(const mlp_probe& m, float_row
 
 /// Trains an MLP probe on row views, in float (Real); dev rows (may be empty) choose the epoch kept.
 template <class Real = float>
-inline mlp_probe fit_mlp(float_rows x, std::span<const std::int32_t> y, std::size_t classes, const mlp_probe_options& o,
-                         float_rows dev_x, std::span<const std::int32_t> dev_y) {
+mlp_probe fit_mlp(float_rows x, std::span<const std::int32_t> y, std::size_t classes, const mlp_probe_options& o,
+                  float_rows dev_x, std::span<const std::int32_t> dev_y) {
   const Eigen::Index n = x.rows(), d = x.cols(), h = static_cast<Eigen::Index>(o.hidden),
                      k = static_cast<Eigen::Index>(classes);
   mlp_probe m;
@@ -252,3 +252,13 @@ inline std::vector<std::int32_t> predict_classes(const mlp_probe& probe, const t
 }
 
 }  // namespace glassbox
+
+// With GLASSBOX_EXTERN_PROBING defined, the MLP probe's training compiles in one other translation unit of the
+// program (src/probing.cpp, CMake's object library glassbox_probing); docs/building.md, "Compile-time
+// advice".
+#ifdef GLASSBOX_EXTERN_PROBING
+namespace glassbox::detail {
+extern template mlp_probe fit_mlp<float>(float_rows, std::span<const std::int32_t>, std::size_t, const mlp_probe_options&,
+                                         float_rows, std::span<const std::int32_t>);
+}  // namespace glassbox::detail
+#endif

@@ -254,9 +254,9 @@ struct probe_fit_scores {
 
 /// Trains the probe family on train and scores it on the parts; labels are `values` per row.
 template <class = void>
-inline probe_fit_scores fit_and_score(const tensor2& xtrain, const tensor2& xdev, const tensor2& xtest,
-                                      std::span<const double> values, const probe_split& split, label_kind kind,
-                                      std::size_t classes, const probe_options& o, std::uint64_t mlp_seed) {
+probe_fit_scores fit_and_score(const tensor2& xtrain, const tensor2& xdev, const tensor2& xtest,
+                               std::span<const double> values, const probe_split& split, label_kind kind,
+                               std::size_t classes, const probe_options& o, std::uint64_t mlp_seed) {
   probe_fit_scores s;
   if (kind == label_kind::real) {
     const auto ytrain = gather_values<double>(values, split.train);
@@ -513,7 +513,7 @@ requires std::invocable<LoadLayer&, std::size_t> probe_result probe_layers(const
 ///   auto r = glassbox::probe_layers(set, {.mdl = true, .seed = 1});
 ///   for (const auto& l : r.layers) fmt::print("{} {} {}\n", l.layer, *l.test_accuracy, *l.selectivity);
 template <class = void>
-inline probe_result probe_layers(const activation_set& set, const probe_options& options = {}) {
+probe_result probe_layers(const activation_set& set, const probe_options& options = {}) {
   detail::require<shape_error>(set.activations.size() == set.layers.size(),
                                "glassbox::probe_layers: the set must hold one activation matrix per layer ({}), got {} "
                                "(read streamed sets with a loader)",
@@ -523,3 +523,17 @@ inline probe_result probe_layers(const activation_set& set, const probe_options&
 }
 
 }  // namespace glassbox
+
+// With GLASSBOX_EXTERN_PROBING defined, probe_layers on an in-memory set and one probe fit compile in one other translation unit of the
+// program (src/probing.cpp, CMake's object library glassbox_probing); docs/building.md, "Compile-time
+// advice".
+#ifdef GLASSBOX_EXTERN_PROBING
+namespace glassbox {
+namespace detail {
+extern template probe_fit_scores fit_and_score<void>(const tensor2&, const tensor2&, const tensor2&,
+                                                     std::span<const double>, const probe_split&, label_kind,
+                                                     std::size_t, const probe_options&, std::uint64_t);
+}  // namespace detail
+extern template probe_result probe_layers<void>(const activation_set&, const probe_options&);
+}  // namespace glassbox
+#endif

@@ -836,3 +836,13 @@ sae_property_scores sae_match_properties(const sparse_autoencoder& sae, const te
 }
 
 }  // namespace glassbox
+
+// With GLASSBOX_EXTERN_PROBING defined, train_sae and evaluate_sae compile in one other translation unit of the
+// program (src/probing.cpp, CMake's object library glassbox_probing); docs/building.md, "Compile-time
+// advice".
+#ifdef GLASSBOX_EXTERN_PROBING
+namespace glassbox {
+extern template sae_training_result train_sae<void>(const tensor2&, const sae_options&);
+extern template sae_metrics evaluate_sae<void>(const sparse_autoencoder&, const tensor2&, const sae_metric_options&);
+}  // namespace glassbox
+#endif
