@@ -809,13 +809,14 @@ inline std::vector<double> predict_values(const linear_weights& model, const ten
 
 }  // namespace glassbox
 
-// With GLASSBOX_EXTERN_PROBING defined, the logistic and ridge solvers compile in one other translation unit of the
-// program (src/probing.cpp, CMake's object library glassbox_probing); docs/building.md, "Compile-time
-// advice".
+// With GLASSBOX_EXTERN_PROBING defined, the logistic and ridge solvers compile in one other
+// translation unit of the program (src/probing.cpp, CMake's object library glassbox_probing);
+// docs/building.md, "Compile-time advice".
 #ifdef GLASSBOX_EXTERN_PROBING
 namespace glassbox::detail {
 extern template logistic_regression_result fit_logistic<void>(float_rows, std::span<const std::int32_t>, std::size_t,
-                                                              const logistic_regression_options&, const linear_weights*);
+                                                              const logistic_regression_options&,
+                                                              const linear_weights*);
 extern template linear_weights fit_ridge<double>(float_rows, std::span<const double>, const ridge_options&);
 }  // namespace glassbox::detail
 #endif

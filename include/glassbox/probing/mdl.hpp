@@ -132,11 +132,12 @@ inline mdl_result online_codelength(const tensor2& x, std::span<const std::int32
 
 }  // namespace glassbox
 
-// With GLASSBOX_EXTERN_PROBING defined, the online code compiles in one other translation unit of the
-// program (src/probing.cpp, CMake's object library glassbox_probing); docs/building.md, "Compile-time
-// advice".
+// With GLASSBOX_EXTERN_PROBING defined, the online code compiles in one other translation unit of
+// the program (src/probing.cpp, CMake's object library glassbox_probing); docs/building.md,
+// "Compile-time advice".
 #ifdef GLASSBOX_EXTERN_PROBING
 namespace glassbox::detail {
-extern template mdl_result online_code<void>(float_rows, std::span<const std::int32_t>, std::size_t, const mdl_options&);
+extern template mdl_result online_code<void>(float_rows, std::span<const std::int32_t>, std::size_t,
+                                             const mdl_options&);
 }  // namespace glassbox::detail
 #endif

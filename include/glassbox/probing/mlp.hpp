@@ -253,12 +253,12 @@ inline std::vector<std::int32_t> predict_classes(const mlp_probe& probe, const t
 
 }  // namespace glassbox
 
-// With GLASSBOX_EXTERN_PROBING defined, the MLP probe's training compiles in one other translation unit of the
-// program (src/probing.cpp, CMake's object library glassbox_probing); docs/building.md, "Compile-time
-// advice".
+// With GLASSBOX_EXTERN_PROBING defined, the MLP probe's training compiles in one other translation
+// unit of the program (src/probing.cpp, CMake's object library glassbox_probing); docs/building.md,
+// "Compile-time advice".
 #ifdef GLASSBOX_EXTERN_PROBING
 namespace glassbox::detail {
-extern template mlp_probe fit_mlp<float>(float_rows, std::span<const std::int32_t>, std::size_t, const mlp_probe_options&,
-                                         float_rows, std::span<const std::int32_t>);
+extern template mlp_probe fit_mlp<float>(float_rows, std::span<const std::int32_t>, std::size_t,
+                                         const mlp_probe_options&, float_rows, std::span<const std::int32_t>);
 }  // namespace glassbox::detail
 #endif

@@ -524,9 +524,9 @@ probe_result probe_layers(const activation_set& set, const probe_options& option
 
 }  // namespace glassbox
 
-// With GLASSBOX_EXTERN_PROBING defined, probe_layers on an in-memory set and one probe fit compile in one other translation unit of the
-// program (src/probing.cpp, CMake's object library glassbox_probing); docs/building.md, "Compile-time
-// advice".
+// With GLASSBOX_EXTERN_PROBING defined, probe_layers on an in-memory set and one probe fit compile
+// in one other translation unit of the program (src/probing.cpp, CMake's object library
+// glassbox_probing); docs/building.md, "Compile-time advice".
 #ifdef GLASSBOX_EXTERN_PROBING
 namespace glassbox {
 namespace detail {

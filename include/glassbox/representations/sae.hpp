@@ -837,9 +837,9 @@ sae_property_scores sae_match_properties(const sparse_autoencoder& sae, const te
 
 }  // namespace glassbox
 
-// With GLASSBOX_EXTERN_PROBING defined, train_sae and evaluate_sae compile in one other translation unit of the
-// program (src/probing.cpp, CMake's object library glassbox_probing); docs/building.md, "Compile-time
-// advice".
+// With GLASSBOX_EXTERN_PROBING defined, train_sae and evaluate_sae compile in one other translation
+// unit of the program (src/probing.cpp, CMake's object library glassbox_probing); docs/building.md,
+// "Compile-time advice".
 #ifdef GLASSBOX_EXTERN_PROBING
 namespace glassbox {
 extern template sae_training_result train_sae<void>(const tensor2&, const sae_options&);
