@@ -90,10 +90,11 @@ inline tensor4 attention_times_gradient(const tensor4& a, const tensor4& g) {
 }
 
 /// mean_h of x[l, h] (positive parts only when `positive`), in double.
-template <class = void>
+template <class T = void>
 inline dmatrix head_mean(const tensor4& x, std::size_t l, bool positive) {
   const std::size_t h_count = x.shape(1), t = x.shape(2);
-  dmatrix m = dmatrix::Zero(static_cast<Eigen::Index>(t), static_cast<Eigen::Index>(t));
+  using matrix = dependent_t<T, dmatrix>;  // Eigen expressions compiled where this is called (see dependent_t)
+  matrix m = matrix::Zero(static_cast<Eigen::Index>(t), static_cast<Eigen::Index>(t));
   for (std::size_t h = 0; h < h_count; ++h) {
     const float* p = head_map(x, l, h);
     for (std::size_t k = 0; k < t * t; ++k) {
@@ -168,7 +169,7 @@ inline void attach_input(attention_relevance_result& out, token_span tokens, con
 
 /// Attention x gradient of bare tensors: attentions A and dF = d f / d A, both [L, H, T, T];
 /// `scores` is the row of S = sum_l mean_h A * dF at `options.position` (default T - 1).
-template <class = void>
+template <class T = void>
 inline attention_relevance_result attgrad(const tensor4& attentions, const tensor4& gradient,
                                           const attgrad_options& options = {}) {
   const auto d = detail::check_attention_gradient(attentions, gradient, "attgrad");
@@ -181,7 +182,8 @@ inline attention_relevance_result attgrad(const tensor4& attentions, const tenso
   out.last_layer = d.layers;
   out.head_maps = detail::attention_times_gradient(attentions, gradient);
   std::vector<detail::dmatrix> layers;
-  detail::dmatrix sum = detail::dmatrix::Zero(static_cast<Eigen::Index>(t), static_cast<Eigen::Index>(t));
+  using matrix = detail::dependent_t<T, detail::dmatrix>;  // compiled where this is called (see dependent_t)
+  matrix sum = matrix::Zero(static_cast<Eigen::Index>(t), static_cast<Eigen::Index>(t));
   for (std::size_t l = 0; l < d.layers; ++l) {
     layers.push_back(detail::head_mean(out.head_maps, l, options.positive_only));
     sum += layers.back();

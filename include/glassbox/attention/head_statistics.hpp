@@ -63,7 +63,7 @@ namespace detail {
 
 /// Running sums of head statistics over inputs; inputs are added in order, so the result does
 /// not depend on the thread count.
-template <class = void>
+template <class T = void>
 class basic_head_statistics_accumulator {
  public:
   basic_head_statistics_accumulator(const head_statistics_options& o, std::size_t workers) : options_(o), workers_(workers) {}
@@ -186,8 +186,9 @@ class basic_head_statistics_accumulator {
     r.previous_token = mean(previous_, previous_queries_);
     r.self_token = mean(self_, queries_);
     if (options_.pairwise) {
-      row_matrix<double> js = row_matrix<double>::Zero(static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(n));
-      row_matrix<double> cos = js;
+      using matrix = dependent_t<T, row_matrix<double>>;  // compiled where this is used (see dependent_t)
+      matrix js = matrix::Zero(static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(n));
+      matrix cos = js;
       for (std::size_t x = 0; x < n; ++x)
         for (std::size_t y = x + 1; y < n; ++y) {
           const auto ix = static_cast<Eigen::Index>(x), iy = static_cast<Eigen::Index>(y);

@@ -135,8 +135,9 @@ inline dmatrix aggregate_layer(const tensor4& a, std::size_t l, head_aggregation
 }
 
 /// Â = rownorm((1 - r) W + r I), in place; rows summing to 0 stay 0.
-template <class = void>
-inline void add_residual(dmatrix& m, double residual, bool renormalize) {
+template <class T = void>
+inline void add_residual(dmatrix& matrix, double residual, bool renormalize) {
+  auto& m = depend<T>(matrix);  // Eigen expressions compiled where this is called (see dependent_t)
   m *= (1.0 - residual);
   m.diagonal().array() += residual;
   if (!renormalize) return;

@@ -24,6 +24,7 @@
 #include "glassbox/core/model.hpp"
 #include "glassbox/core/random.hpp"
 #include "glassbox/core/target.hpp"
+#include "glassbox/detail/dependent.hpp"
 
 namespace glassbox {
 
@@ -313,9 +314,9 @@ patching_result activation_patching(const M& model, token_span clean, token_span
   tensor3 corrupt_residual;
   if (options.level == patch_level::residual) {
     corrupt_residual = detail::model_hidden_states(model, corrupt, who);
-    r.corrupt_value = detail::residual_value(model, corrupt, layout.layers,
-                                             xt::xtensor<float, 2>(xt::view(corrupt_residual, layout.layers)), metric,
-                                             who, 0);
+    r.corrupt_value = detail::residual_value(
+        model, corrupt, layout.layers,
+        xt::xtensor<float, 2>(xt::view(detail::depend<M>(corrupt_residual), layout.layers)), metric, who, 0);
   } else {
     r.corrupt_value = detail::patched_value(model, corrupt, {}, metric, who, 0);
   }
@@ -323,7 +324,7 @@ patching_result activation_patching(const M& model, token_span clean, token_span
   r.values = detail::run_sweep(model, layers.size(), columns, options.exec, who, [&](std::size_t i, std::size_t c) {
     const std::size_t l = layers[i];
     if (options.level == patch_level::residual) {
-      tensor2 h = xt::view(corrupt_residual, l);
+      tensor2 h = xt::view(detail::depend<M>(corrupt_residual), l);
       std::copy_n(clean_cache.residual.data() + (l * T + c) * d, d, h.data() + c * d);
       return detail::residual_value(model, corrupt, l, h, metric, who, i * columns + c + 1);
     }
@@ -512,13 +513,16 @@ patching_result component_ablation(const M& model, token_span tokens, const targ
   std::vector<component_cache> draws;
   std::vector<std::vector<std::size_t>> draw_of;  // resample: per entry, per sample, which cached reference
   if (options.kind == ablation_kind::mean) {
-    mean.residual = xt::zeros<float>({L + 1, T, d});
-    mean.mlps = xt::zeros<float>({L, T, d});
-    mean.heads = xt::zeros<float>({L, H, T, d});
-    mean.neurons = xt::zeros<float>({L, T, f});
-    xt::xtensor<double, 2> res = xt::zeros<double>({L + 1, d}), mlp = xt::zeros<double>({L, d}),
-                           neu = xt::zeros<double>({L, f});
-    xt::xtensor<double, 3> head = xt::zeros<double>({L, H, d});
+    // Element types that depend on M: the xtensor expressions compile where this is instantiated.
+    using real_f = detail::dependent_t<M, float>;
+    using real_d = detail::dependent_t<M, double>;
+    mean.residual = xt::zeros<real_f>({L + 1, T, d});
+    mean.mlps = xt::zeros<real_f>({L, T, d});
+    mean.heads = xt::zeros<real_f>({L, H, T, d});
+    mean.neurons = xt::zeros<real_f>({L, T, f});
+    xt::xtensor<real_d, 2> res = xt::zeros<real_d>({L + 1, d}), mlp = xt::zeros<real_d>({L, d}),
+                           neu = xt::zeros<real_d>({L, f});
+    xt::xtensor<real_d, 3> head = xt::zeros<real_d>({L, H, d});
     std::size_t count = 0;
     for (const auto& seq : options.reference) {
       const component_cache rc = detail::model_component_cache(model, seq, who);
@@ -576,7 +580,7 @@ patching_result component_ablation(const M& model, token_span tokens, const targ
   };
   auto value_with = [&](std::size_t l, std::size_t col, const tensor2& v, std::size_t evaluation) {
     if (options.level == patch_level::residual) {
-      tensor2 h = xt::view(own.residual, l);
+      tensor2 h = xt::view(detail::depend<M>(own.residual), l);
       std::copy_n(v.data(), d, h.data() + col * d);
       return detail::residual_value(model, tokens, l, h, metric, who, evaluation);
     }
@@ -596,7 +600,7 @@ patching_result component_ablation(const M& model, token_span tokens, const targ
     }
     return 0.0;
   });
-  r.restored = r.values - r.clean_value;
+  r.restored = detail::depend<M>(r.values) - r.clean_value;
   r.model_calls = calls + r.values.size() * (options.kind == ablation_kind::resample ? options.samples : 1);
   return r;
 }

@@ -4,21 +4,10 @@
 #include <Eigen/Core>
 #include <cstddef>
 
+#include "glassbox/detail/dependent.hpp"
 #include "glassbox/detail/xtensor.hpp"
 
 namespace glassbox::detail {
-
-/// U, named so that it depends on T (see dependent_t).
-template <class T, class U>
-struct dependent_type {
-  using type = U;
-};
-
-/// U as a type that depends on T: in a template on T, Eigen expressions over dependent_t<T, double>
-/// are compiled when the template is instantiated, not when the header is read (docs/building.md,
-/// "Include cost").
-template <class T, class U>
-using dependent_t = typename dependent_type<T, U>::type;
 
 /// A dynamic row-major Eigen matrix, the layout of every glassbox tensor.
 template <class Scalar>

@@ -95,7 +95,8 @@ void require_curvature_member(hessian_kind kind, std::string_view caller) {
 }
 
 /// The parameters an influence computation works on: all of them, or chosen ranges gathered in order.
-template <class = void>
+/// (A class template, T void always, so that its Eigen code depends on T: compiled where it is used, see dependent_t.)
+template <class T = void>
 class basic_parameter_subset {
  public:
   /// The subset of `ranges` (empty = all) of a model with `parameters` parameters; throws on bad ranges.
@@ -113,7 +114,7 @@ class basic_parameter_subset {
 
   /// The subset's entries of a full-length vector, in double.
   Eigen::VectorXd gather(std::span<const float> full) const {
-    Eigen::VectorXd out(static_cast<Eigen::Index>(size_));
+    vector<dependent_t<T, double>> out(static_cast<Eigen::Index>(size_));
     if (all()) {
       for (std::size_t i = 0; i < full_; ++i) out[static_cast<Eigen::Index>(i)] = full[i];
       return out;
@@ -125,7 +126,7 @@ class basic_parameter_subset {
   }
 
   /// A full-length float vector holding x on the subset and 0 elsewhere.
-  std::vector<float> scatter(const Eigen::VectorXd& x) const {
+  std::vector<float> scatter(const vector<dependent_t<T, double>>& x) const {
     std::vector<float> full(full_, 0.0f);
     if (all()) {
       for (std::size_t i = 0; i < full_; ++i) full[i] = static_cast<float>(x[static_cast<Eigen::Index>(i)]);
@@ -151,6 +152,9 @@ using parameter_subset = basic_parameter_subset<>;
 /// thread count). Counts the example passes it makes.
 template <TrainableModel M>
 class curvature_operator {
+  // Eigen types that depend on M: compiled where this is instantiated (see dependent_t).
+  using vec_d = vector<dependent_t<M, double>>;
+
  public:
   /// An operator over `training` (non-empty) with curvature `kind` restricted to `subset`.
   curvature_operator(const M& model, std::span<const training_example> training, hessian_kind kind,
@@ -172,8 +176,8 @@ class curvature_operator {
 
   /// (H_SS + damping I) x, keeping at most `threads` cores busy (1: the calling thread only).
   Eigen::VectorXd apply(const Eigen::VectorXd& x, std::size_t threads) const {
-    Eigen::VectorXd out = curvature(x, threads);
-    out += damping_ * x;
+    vec_d out = curvature(x, threads);
+    out += damping_ * depend<M>(x);
     return out;
   }
 
@@ -182,7 +186,7 @@ class curvature_operator {
     const std::vector<float> v = subset_.scatter(x);
     const std::span<const float> vs(v);
     const std::size_t n = training_.size(), b = exec_.batch_size, batches = (n + b - 1) / b;
-    std::vector<Eigen::VectorXd> parts(batches);
+    std::vector<vec_d> parts(batches);
     execution_options budget = exec_;
     budget.threads = std::max<std::size_t>(1, threads);
     const std::size_t workers = worker_count(budget, is_thread_safe<M>());
@@ -204,11 +208,11 @@ class curvature_operator {
               "glassbox::{}: the model returned {} in a {} curvature product over training examples [{}, {}) "
               "(parameter {})",
               caller_, product[i], to_string(kind_), begin, end, i);
-      parts[begin / b] = subset_.gather(std::span<const float>(product.data(), product.size())) *
+      parts[begin / b] = depend<M>(subset_).gather(std::span<const float>(product.data(), product.size())) *
                          (static_cast<double>(end - begin) / static_cast<double>(n));
     });
     evaluations_ += n;
-    Eigen::VectorXd out = Eigen::VectorXd::Zero(static_cast<Eigen::Index>(subset_.size()));
+    vec_d out = vec_d::Zero(static_cast<Eigen::Index>(subset_.size()));
     for (const auto& p : parts) out += p;
     return out;
   }
@@ -267,7 +271,7 @@ void query_gradients(const M& model, std::span<const measurement> queries, const
                 for (std::size_t q = begin; q < end; ++q) {
                   const auto g = measurement_gradient(model, queries[q]);
                   values[q] = g.value;
-                  gradients[q] = subset.gather(std::span<const float>(g.gradient.data(), g.gradient.size()));
+                  gradients[q] = depend<M>(subset).gather(std::span<const float>(g.gradient.data(), g.gradient.size()));
                 }
               });
 }
@@ -280,11 +284,12 @@ void score_training_examples(const M& model, std::span<const training_example> t
                              std::string_view caller, influence_result& result) {
   // Eigen types that depend on M: compiled where this is instantiated (see dependent_t).
   using vec_d = detail::vector<detail::dependent_t<M, double>>;
-  const auto Q = preconditioned.cols();
+  const auto& p = depend<M>(preconditioned);
+  const auto Q = p.cols();
   result.scores = tensor2::from_shape({static_cast<std::size_t>(Q), training.size()});
   for_each_training_gradient(model, training, subset, exec, caller, std::string(caller) + ": scores",
                              [&](std::size_t n, double, const vec_d& g) {
-                               const vec_d s = preconditioned.transpose() * g;
+                               const vec_d s = p.transpose() * g;
                                for (Eigen::Index q = 0; q < Q; ++q)
                                  result.scores(static_cast<std::size_t>(q), n) = static_cast<float>(s[q]);
                              });

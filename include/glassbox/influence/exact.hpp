@@ -50,20 +50,24 @@ inline constexpr double default_flat_damping = 0.01;
 
 namespace detail {
 
-/// H + lambda I, eigendecomposed.
-struct eigen_inverse {
-  Eigen::MatrixXd vectors;  ///< Q
-  Eigen::VectorXd values;   ///< mu, ascending
-  double damping = 0;       ///< lambda
+/// H + lambda I, eigendecomposed. (A class template on the scalar, double in every caller, so that its
+/// products are compiled only where it is used: docs/building.md, "Include cost".)
+template <class Real = double>
+struct basic_eigen_inverse {
+  Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic> vectors;  ///< Q
+  Eigen::Matrix<Real, Eigen::Dynamic, 1> values;                ///< mu, ascending
+  double damping = 0;                                           ///< lambda
 
-  /// (H + lambda I)^{-1} g. (A template, so that its products are compiled only where it is called:
-  /// docs/building.md, "Include cost".)
-  template <class Vector = Eigen::VectorXd>
-  Eigen::VectorXd solve(const Vector& g) const {
-    const Eigen::VectorXd c = vectors.transpose() * g;
+  /// (H + lambda I)^{-1} g.
+  template <class Vector>
+  Eigen::Matrix<Real, Eigen::Dynamic, 1> solve(const Vector& g) const {
+    const Eigen::Matrix<Real, Eigen::Dynamic, 1> c = vectors.transpose() * g;
     return vectors * (c.array() / (values.array() + damping)).matrix();
   }
 };
+
+/// H + lambda I in double, eigendecomposed.
+using eigen_inverse = basic_eigen_inverse<double>;
 
 /// |mu + lambda| at or below this times max |mu| counts as singular: curvature products are float, so
 /// eigenvalues are known to ~1e-7 max |mu| only.
@@ -72,11 +76,11 @@ inline constexpr double singular_tolerance = 1e-6;
 /// Eigendecomposes a symmetric matrix and checks that H + lambda I is not singular. (A template on the
 /// scalar, double in every caller, so that the eigensolver is compiled only where it is called.)
 template <class Real = double>
-eigen_inverse decompose_curvature(const Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic>& h, double damping,
-                                  std::string_view caller) {
+basic_eigen_inverse<Real> decompose_curvature(const Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic>& h,
+                                              double damping, std::string_view caller) {
   Eigen::SelfAdjointEigenSolver<Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic>> solver(h);
   require(solver.info() == Eigen::Success, "glassbox::{}: the eigendecomposition of H did not converge", caller);
-  eigen_inverse out{solver.eigenvectors(), solver.eigenvalues(), damping};
+  basic_eigen_inverse<Real> out{solver.eigenvectors(), solver.eigenvalues(), damping};
   const double largest = out.values.size() == 0 ? 0.0 : out.values.cwiseAbs().maxCoeff();
   const double threshold = singular_tolerance * std::max(largest, 1e-300);
   for (Eigen::Index i = 0; i < out.values.size(); ++i) {
@@ -90,8 +94,8 @@ eigen_inverse decompose_curvature(const Eigen::Matrix<Real, Eigen::Dynamic, Eige
 }
 
 /// Eigenvalues below -singular_tolerance x max |mu|: the numerically negative ones.
-template <class = void>
-inline std::size_t negative_count(const Eigen::VectorXd& values) {
+template <class Vector>
+std::size_t negative_count(const Vector& values) {
   if (values.size() == 0) return 0;
   const double bound = -singular_tolerance * values.cwiseAbs().maxCoeff();
   return static_cast<std::size_t>((values.array() < bound).count());

@@ -69,21 +69,23 @@ struct lissa_influence_options {
 
 namespace detail {
 
-/// Conjugate gradient on (H + lambda I) x = g; throws divergence_error on negative curvature.
+/// Conjugate gradient on (H + lambda I) x = g; throws divergence_error on negative curvature. (g is a
+/// VectorXd, named so that it depends on M: compiled where this is instantiated, see dependent_t.)
 template <TrainableModel M>
-Eigen::VectorXd conjugate_gradient(const curvature_operator<M>& op, const Eigen::VectorXd& g,
+Eigen::VectorXd conjugate_gradient(const curvature_operator<M>& op, const vector<dependent_t<M, double>>& g,
                                    const cg_influence_options& o, std::size_t threads, std::string_view caller,
                                    std::string_view what, std::size_t index, influence_solve_report& report) {
-  Eigen::VectorXd x = Eigen::VectorXd::Zero(g.size());
+  using vec_d = vector<dependent_t<M, double>>;
+  vec_d x = vec_d::Zero(g.size());
   const double g_norm = g.norm();
   report = {0, 0.0, true};
   if (g_norm == 0) return x;
-  Eigen::VectorXd r = g, p = g;
+  vec_d r = g, p = g;
   double rr = r.squaredNorm();
   bool converged = false;
   std::size_t it = 0;
   while (it < o.max_iterations) {
-    const Eigen::VectorXd ap = op.apply(p, threads);
+    const vec_d ap = op.apply(p, threads);
     ++it;
     const double pap = p.dot(ap);
     if (!(pap > 0))
@@ -110,25 +112,27 @@ Eigen::VectorXd conjugate_gradient(const curvature_operator<M>& op, const Eigen:
   return x;
 }
 
-/// LiSSA estimate of (H + lambda I)^{-1} v; throws divergence_error when the recursion diverges.
+/// LiSSA estimate of (H + lambda I)^{-1} v; throws divergence_error when the recursion diverges. (v is a
+/// VectorXd, named so that it depends on M: compiled where this is instantiated, see dependent_t.)
 template <TrainableModel M>
 Eigen::VectorXd lissa(const M& model, std::span<const training_example> training, const parameter_subset& subset,
-                      const curvature_operator<M>& full, const Eigen::VectorXd& v, const lissa_influence_options& o,
-                      std::size_t threads, std::string_view caller, std::string_view what, std::size_t index,
-                      influence_solve_report& report) {
+                      const curvature_operator<M>& full, const vector<dependent_t<M, double>>& v,
+                      const lissa_influence_options& o, std::size_t threads, std::string_view caller,
+                      std::string_view what, std::size_t index, influence_solve_report& report) {
+  using vec_d = vector<dependent_t<M, double>>;
   const double s = o.scale, lambda = full.damping(), v_norm = v.norm();
   report = {0, 0.0, true};
-  if (v_norm == 0) return Eigen::VectorXd::Zero(v.size());
+  if (v_norm == 0) return vec_d::Zero(v.size());
   const bool sampled = o.sample_size > 0;
   const std::size_t runs = sampled ? o.repeats : 1;
-  Eigen::VectorXd estimate = Eigen::VectorXd::Zero(v.size());
+  vec_d estimate = vec_d::Zero(v.size());
   std::vector<training_example> sample;
   std::size_t steps = 0;
   for (std::size_t run = 0; run < runs; ++run) {
     glassbox::rng draw = glassbox::rng(o.seed).fork(static_cast<std::uint64_t>(index) * runs + run);
-    Eigen::VectorXd h = v;
+    vec_d h = v;
     for (std::size_t k = 0; k < o.depth; ++k) {
-      Eigen::VectorXd ah;
+      vec_d ah;
       if (sampled) {
         sample.clear();
         for (std::size_t i = 0; i < o.sample_size; ++i) sample.push_back(training[draw.below(training.size())]);
@@ -139,7 +143,7 @@ Eigen::VectorXd lissa(const M& model, std::span<const training_example> training
         ah = full.apply(h, threads);
       }
       ++steps;
-      const Eigen::VectorXd r = ah / s - v;
+      const vec_d r = ah / s - v;
       const double rel = r.norm() / v_norm;
       if (!std::isfinite(rel) || rel > o.divergence_threshold)
         fail<divergence_error>(
@@ -214,12 +218,14 @@ template <TrainableModel M, class Solve>
 influence_result solved_influence(const M& model, std::span<const measurement> queries,
                                   std::span<const training_example> training, const parameter_subset& subset,
                                   const execution_options& exec, std::string_view caller, Solve&& solve) {
+  // Eigen types that depend on M: compiled where this is instantiated (see dependent_t).
+  using mat_d = Eigen::Matrix<dependent_t<M, double>, Eigen::Dynamic, Eigen::Dynamic>;
   influence_result result;
   result.training_size = training.size();
   std::vector<Eigen::VectorXd> gradients;
   query_gradients(model, queries, subset, exec, std::string(caller) + ": queries", result.query_values, gradients);
   result.model_evaluations += queries.size();
-  Eigen::MatrixXd preconditioned(static_cast<Eigen::Index>(subset.size()), static_cast<Eigen::Index>(queries.size()));
+  mat_d preconditioned(static_cast<Eigen::Index>(subset.size()), static_cast<Eigen::Index>(queries.size()));
   result.solves.resize(queries.size());
   const std::string stage = std::string(caller) + ": solves";
   progress_reporter reporter(exec.on_progress, exec.stop, queries.size(), stage);

@@ -78,7 +78,8 @@ std::vector<row_matrix<Real>> kfac_layer_gradients(std::vector<linear_layer_stat
   for (std::size_t l = 0; l < layers.size(); ++l) {
     const std::size_t pos = kfac_find_layer(stats, layers[l], l, caller, index, what);
     const row_matrix<Real> a = kfac_augmented(stats[pos].inputs, layers[l].has_bias);
-    out[l] = kfac_view(stats[pos].output_gradients).transpose() * a;
+    const dependent_t<Real, kfac_cmap> g = kfac_view(stats[pos].output_gradients);  // see dependent_t
+    out[l] = g.transpose() * a;
   }
   return out;
 }
@@ -89,7 +90,7 @@ struct kfac_token_statistics {
   std::vector<kfac_matrix> gradients;  ///< per layer [n, d_out]
 };
 
-template <class = void>
+template <class T = void>
 inline kfac_token_statistics kfac_token_stats(std::vector<linear_layer_statistics>& stats,
                                               std::span<const kfac_layer_factors> layers, std::string_view caller,
                                               std::size_t index) {
@@ -98,8 +99,9 @@ inline kfac_token_statistics kfac_token_stats(std::vector<linear_layer_statistic
   out.gradients.resize(layers.size());
   for (std::size_t l = 0; l < layers.size(); ++l) {
     const std::size_t pos = kfac_find_layer(stats, layers[l], l, caller, index);
-    out.inputs[l] = kfac_augmented(stats[pos].inputs, layers[l].has_bias);
-    out.gradients[l] = kfac_view(stats[pos].output_gradients);
+    // Assignments that depend on T: compiled where this is instantiated (see dependent_t).
+    depend<T>(out.inputs[l]) = kfac_augmented(stats[pos].inputs, layers[l].has_bias);
+    depend<T>(out.gradients[l]) = kfac_view(stats[pos].output_gradients);
   }
   return out;
 }
@@ -120,11 +122,12 @@ detail::row_matrix<double> kfac_layer_token_scores(const kfac_query_batch::layer
                                                    const row_matrix<Real>& a, const row_matrix<Real>& g) {
   using kfac_matrix = row_matrix<Real>;
   const Eigen::Index n = a.rows();
-  detail::row_matrix<double> out(kfac_ix(queries), n);
+  row_matrix<dependent_t<Real, double>> out(kfac_ix(queries), n);  // see dependent_t
   if (q.rank == 0) {
     const Eigen::Index o = g.cols(), d = a.cols();
+    const auto& full = depend<Real>(q.full);
     for (std::size_t k = 0; k < queries; ++k) {
-      const kfac_cmap p(q.full.data() + static_cast<Eigen::Index>(k) * o * d, o, d);
+      const kfac_cmap p(full.data() + static_cast<Eigen::Index>(k) * o * d, o, d);
       const kfac_matrix gp = g * p;  // [n, d]
       out.row(kfac_ix(k)) = (gp.array() * a.array()).template cast<double>().rowwise().sum().transpose();
     }
@@ -150,8 +153,9 @@ void kfac_low_rank(const kfac_matrix& g, Eigen::Index k, Eigen::Index j, kfac_qu
   using matrix = Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic>;
   const matrix m = g.template cast<Real>();
   Eigen::BDCSVD<matrix> svd(m, Eigen::ComputeThinU | Eigen::ComputeThinV);
-  out.left.middleCols(j, k) = (svd.matrixU().leftCols(k) * svd.singularValues().head(k).asDiagonal()).template cast<float>();
-  out.right.middleCols(j, k) = svd.matrixV().leftCols(k).template cast<float>();
+  depend<Real>(out.left).middleCols(j, k) =
+      (svd.matrixU().leftCols(k) * svd.singularValues().head(k).asDiagonal()).template cast<float>();
+  depend<Real>(out.right).middleCols(j, k) = svd.matrixV().leftCols(k).template cast<float>();
 }
 
 }  // namespace detail
@@ -170,7 +174,7 @@ kfac_query_batch kfac_prepare_queries(const M& model, const kfac_factors& factor
   detail::require(!queries.empty(), "glassbox::kfac_prepare_queries: queries must not be empty");
   const auto& layers = factors.layers;
   const std::size_t nq = queries.size();
-  std::vector<std::vector<detail::kfac_matrix>> pre(nq);
+  std::vector<std::vector<detail::row_matrix<real_f>>> pre(nq);
   kfac_query_batch batch;
   batch.queries = nq;
   batch.values.assign(nq, 0.0);
@@ -200,7 +204,7 @@ kfac_query_batch kfac_prepare_queries(const M& model, const kfac_factors& factor
   batch.layers.resize(layers.size());
   for (std::size_t l = 0; l < layers.size(); ++l) {
     const auto o = detail::kfac_ix(layers[l].output_dim), a = detail::kfac_ix(layers[l].augmented_input_dim());
-    auto& out = batch.layers[l];
+    auto& out = detail::depend<M>(batch.layers[l]);
     if (rank == 0 || static_cast<Eigen::Index>(rank) >= std::min(o, a)) {
       out.rank = 0;
       out.full.resize(static_cast<Eigen::Index>(nq), o * a);
@@ -275,7 +279,7 @@ void kfac_score_block(const M& model, const kfac_factors& factors, const kfac_qu
       partial[l].resize(kfac_ix(nb), kfac_ix(nq));
       const auto rows = kfac_ix(kfac_gemm_rows);
       for (std::size_t r0 = 0; r0 < nb; r0 += kfac_gemm_rows) {
-        const matrix s = grads[l].middleRows(kfac_ix(r0), rows) * batch.layers[l].full.transpose();
+        const matrix s = grads[l].middleRows(kfac_ix(r0), rows) * depend<M>(batch.layers[l].full).transpose();
         const auto keep = kfac_ix(std::min(kfac_gemm_rows, nb - r0));
         partial[l].middleRows(kfac_ix(r0), keep) = s.topRows(keep).template cast<double>();
       }
@@ -412,6 +416,8 @@ std::vector<double> kfac_self_influence_scores(const M& model, const kfac_factor
                                                const kfac_preconditioner& p, std::span<const training_example> train,
                                                std::size_t begin, std::size_t end,
                                                const kfac_score_options& options = {}) {
+  // Eigen types that depend on M: compiled where this is instantiated (see dependent_t).
+  using matrix = detail::row_matrix<detail::dependent_t<M, float>>;
   static_assert(check_kfac_model<M>());
   detail::kfac_check_score_options(options, "kfac_self_influence");
   detail::require<shape_error>(begin <= end && end <= train.size(),
@@ -436,11 +442,13 @@ std::vector<double> kfac_self_influence_scores(const M& model, const kfac_factor
             const auto s = detail::kfac_token_stats(stats, layers, "kfac_self_influence", n);
             double total = 0;
             for (std::size_t l = 0; l < layers.size(); ++l) {
-              const detail::kfac_cmap g(s.gradients[l].data(), s.gradients[l].rows(), s.gradients[l].cols());
-              const detail::kfac_matrix rotated =
-                  rotate ? detail::kfac_rotated(g, s.inputs[l], detail::kfac_view(layers[l].gradient_eigenvectors),
+              const matrix& inputs = s.inputs[l];
+              const matrix& gradients = s.gradients[l];
+              const Eigen::Map<const matrix> g(gradients.data(), gradients.rows(), gradients.cols());
+              const matrix rotated =
+                  rotate ? detail::kfac_rotated(g, inputs, detail::kfac_view(layers[l].gradient_eigenvectors),
                                                 detail::kfac_view(layers[l].activation_eigenvectors))
-                         : detail::kfac_matrix(g.transpose() * s.inputs[l]);
+                         : matrix(g.transpose() * inputs);
               total += p.quadratic(l, rotated);
             }
             block[n - s0] = static_cast<float>(total);
@@ -481,6 +489,9 @@ template <class M>
 token_influence_result kfac_token_influence(const M& model, const kfac_factors& factors,
                                             std::span<const measurement> queries, const training_example& example,
                                             std::size_t index = 0, const kfac_score_options& options = {}) {
+  // Eigen types that depend on M: compiled where this is instantiated (see dependent_t).
+  using matrix = detail::row_matrix<detail::dependent_t<M, float>>;
+  using mat_d = detail::row_matrix<detail::dependent_t<M, double>>;
   static_assert(check_kfac_model<M>());
   detail::require(!queries.empty(), "glassbox::kfac_token_influence: queries must not be empty");
   detail::kfac_check_model(model, factors, "kfac_token_influence");
@@ -491,13 +502,15 @@ token_influence_result kfac_token_influence(const M& model, const kfac_factors& 
   std::vector<linear_layer_statistics> stats = model.kfac_statistics(example);
   const auto s = detail::kfac_token_stats(stats, factors.layers, "kfac_token_influence", index);
   const std::size_t t = example.tokens.size();
-  detail::row_matrix<double> total = detail::row_matrix<double>::Zero(detail::kfac_ix(batch.queries), detail::kfac_ix(t));
+  mat_d total = mat_d::Zero(detail::kfac_ix(batch.queries), detail::kfac_ix(t));
   for (std::size_t l = 0; l < factors.layers.size(); ++l) {
-    detail::require<shape_error>(static_cast<std::size_t>(s.inputs[l].rows()) == t,
+    const matrix& inputs = s.inputs[l];
+    const matrix& gradients = s.gradients[l];
+    detail::require<shape_error>(static_cast<std::size_t>(inputs.rows()) == t,
                                  "glassbox::kfac_token_influence: layer {} must have one statistics row per token ({}), "
                                  "got {}",
-                                 factors.layers[l].name, t, s.inputs[l].rows());
-    total += detail::kfac_layer_token_scores(batch.layers[l], batch.queries, s.inputs[l], s.gradients[l]);
+                                 factors.layers[l].name, t, inputs.rows());
+    total += detail::kfac_layer_token_scores(batch.layers[l], batch.queries, inputs, gradients);
   }
   token_influence_result r;
   r.method = std::string(to_string(factors.method));

@@ -267,19 +267,23 @@ kfac_example_terms kfac_terms(const M& model, const training_example& example, s
 }
 
 /// [x, 1] (or x without a bias) for every row of a layer's inputs, as float [n, d_in + 1].
-template <class = void>
+template <class T = void>
 inline kfac_matrix kfac_augmented(const tensor2& inputs, bool bias) {
-  const auto x = kfac_view(inputs);
-  kfac_matrix a(x.rows(), x.cols() + (bias ? 1 : 0));
+  // Eigen types that depend on T: compiled where this is instantiated (see dependent_t).
+  using matrix = row_matrix<dependent_t<T, float>>;
+  const Eigen::Map<const matrix> x = kfac_view(inputs);
+  matrix a(x.rows(), x.cols() + (bias ? 1 : 0));
   a.leftCols(x.cols()) = x;
   if (bias) a.col(x.cols()).setOnes();
   return a;
 }
 
 /// Q_S^T (g^T a) Q_A, by whichever order of products is cheaper. (A template, float in every caller, so
-/// that its products are compiled only where it is called: docs/building.md, "Include cost".)
+/// that its products are compiled only where it is called: docs/building.md, "Include cost"; g, qs and qa
+/// are kfac_cmap, named so that they depend on Real, see dependent_t.)
 template <class Real = float>
-row_matrix<Real> kfac_rotated(const kfac_cmap& g, const row_matrix<Real>& a, const kfac_cmap& qs, const kfac_cmap& qa) {
+row_matrix<Real> kfac_rotated(const dependent_t<Real, kfac_cmap>& g, const row_matrix<Real>& a,
+                              const dependent_t<Real, kfac_cmap>& qs, const dependent_t<Real, kfac_cmap>& qa) {
   using kfac_matrix = row_matrix<Real>;
   const double n = static_cast<double>(g.rows()), o = static_cast<double>(g.cols()), i = static_cast<double>(a.cols());
   if (n * (o * o + i * i + o * i) <= n * o * i + o * o * i + o * i * i) {
@@ -655,14 +659,17 @@ struct kfac_preconditioner {
     const auto& f = factors->layers[l];
     switch (factors->method) {
       case factor_method::identity: return;
-      case factor_method::diagonal: v.array() *= inverses[l].array(); return;
+      case factor_method::diagonal:
+        v.array() *= detail::depend<Real>(inverses[l]).array();
+        return;
       case factor_method::kfac:
       case factor_method::ekfac: {
-        const auto qs = detail::kfac_view(f.gradient_eigenvectors);
-        const auto qa = detail::kfac_view(f.activation_eigenvectors);
+        // Views named so that they depend on Real: compiled where this is instantiated (see dependent_t).
+        const detail::dependent_t<Real, detail::kfac_cmap> qs = detail::kfac_view(f.gradient_eigenvectors);
+        const detail::dependent_t<Real, detail::kfac_cmap> qa = detail::kfac_view(f.activation_eigenvectors);
         detail::row_matrix<Real> r = qs.transpose() * v;
         detail::row_matrix<Real> rr = r * qa;
-        rr.array() *= inverses[l].array();
+        rr.array() *= detail::depend<Real>(inverses[l]).array();
         r.noalias() = qs * rr;
         v.noalias() = r * qa.transpose();
         return;
@@ -676,7 +683,9 @@ struct kfac_preconditioner {
   template <class Real = float>
   double quadratic(std::size_t l, const std::type_identity_t<detail::row_matrix<Real>>& rotated) const {
     if (factors->method == factor_method::identity) return rotated.template cast<double>().squaredNorm();
-    return (rotated.template cast<double>().cwiseAbs2().array() * inverses[l].template cast<double>().array()).sum();
+    return (rotated.template cast<double>().cwiseAbs2().array() *
+            detail::depend<Real>(inverses[l]).template cast<double>().array())
+        .sum();
   }
 };
 

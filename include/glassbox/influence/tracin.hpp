@@ -69,14 +69,17 @@ class count_sketch {
   /// Output dimension k.
   std::size_t output_size() const { return k_; }
   /// S g.
-  template <class = void>
+  template <class T = void>
   Eigen::VectorXd operator()(const Eigen::VectorXd& g) const {
-    detail::require<shape_error>(static_cast<std::size_t>(g.size()) == bucket_.size(),
+    // Eigen types that depend on T: compiled where this is instantiated (see dependent_t).
+    using vec_d = detail::vector<detail::dependent_t<T, double>>;
+    const auto& in = detail::depend<T>(g);
+    detail::require<shape_error>(static_cast<std::size_t>(in.size()) == bucket_.size(),
                                  "glassbox::count_sketch: the vector must have {} entries, got {}", bucket_.size(),
-                                 g.size());
-    Eigen::VectorXd out = Eigen::VectorXd::Zero(static_cast<Eigen::Index>(k_));
+                                 in.size());
+    vec_d out = vec_d::Zero(static_cast<Eigen::Index>(k_));
     for (std::size_t i = 0; i < bucket_.size(); ++i)
-      out[static_cast<Eigen::Index>(bucket_[i])] += sign_[i] * g[static_cast<Eigen::Index>(i)];
+      out[static_cast<Eigen::Index>(bucket_[i])] += sign_[i] * in[static_cast<Eigen::Index>(i)];
     return out;
   }
 
@@ -150,6 +153,9 @@ template <TrainableModel M>
 influence_result tracin_influence(M& model, std::span<const tracin_checkpoint> checkpoints,
                                   std::span<const measurement> queries, std::span<const training_example> training,
                                   const tracin_options& options = {}) {
+  // Eigen types that depend on M: compiled where this is instantiated (see dependent_t).
+  using mat_d = Eigen::Matrix<detail::dependent_t<M, double>, Eigen::Dynamic, Eigen::Dynamic>;
+  using vec_d = detail::vector<detail::dependent_t<M, double>>;
   static_assert(check_trainable_model<M>());
   constexpr std::string_view caller = "tracin_influence";
   detail::check_influence_inputs(queries.size(), training.size(), caller);
@@ -157,7 +163,7 @@ influence_result tracin_influence(M& model, std::span<const tracin_checkpoint> c
   const detail::parameter_subset subset(options.parameters, model.parameter_count(), caller);
   std::optional<count_sketch> sketch;
   if (options.projection_dimension > 0) sketch.emplace(subset.size(), options.projection_dimension, options.seed);
-  const auto features = [&](const Eigen::VectorXd& g) { return sketch ? (*sketch)(g) : g; };
+  const auto features = [&](const vec_d& g) { return sketch ? (*sketch)(g) : g; };
   const auto& exec = options.common.execution;
   const std::size_t Q = queries.size(), N = training.size();
 
@@ -170,16 +176,15 @@ influence_result tracin_influence(M& model, std::span<const tracin_checkpoint> c
     detail::over_checkpoints(model, checkpoints, [&](std::size_t k) {
       const double eta = checkpoints[k].learning_rate;
       std::vector<double> values;
-      std::vector<Eigen::VectorXd> gradients;
+      std::vector<vec_d> gradients;
       const std::string stage = fmt::format("{}: checkpoint {}", caller, k);
       detail::query_gradients(model, queries, subset, exec, stage, values, gradients);
-      Eigen::MatrixXd gq(static_cast<Eigen::Index>(sketch ? sketch->output_size() : subset.size()),
-                         static_cast<Eigen::Index>(Q));
+      mat_d gq(static_cast<Eigen::Index>(sketch ? sketch->output_size() : subset.size()), static_cast<Eigen::Index>(Q));
       for (std::size_t q = 0; q < Q; ++q) gq.col(static_cast<Eigen::Index>(q)) = features(gradients[q]);
       gradients.clear();
       detail::for_each_training_gradient(model, training, subset, exec, caller, stage,
-                                         [&](std::size_t n, double, const Eigen::VectorXd& g) {
-                                           const Eigen::VectorXd s = gq.transpose() * features(g);
+                                         [&](std::size_t n, double, const vec_d& g) {
+                                           const vec_d s = gq.transpose() * features(g);
                                            for (std::size_t q = 0; q < Q; ++q)
                                              scores[q * N + n] += eta * s[static_cast<Eigen::Index>(q)];
                                          });
@@ -201,6 +206,7 @@ template <TrainableModel M>
 self_influence_result tracin_self_influence(M& model, std::span<const tracin_checkpoint> checkpoints,
                                             std::span<const training_example> training,
                                             const tracin_options& options = {}) {
+  using vec_d = detail::vector<detail::dependent_t<M, double>>;  // see dependent_t
   static_assert(check_trainable_model<M>());
   constexpr std::string_view caller = "tracin_self_influence";
   detail::check_influence_inputs(1, training.size(), caller);
@@ -219,7 +225,7 @@ self_influence_result tracin_self_influence(M& model, std::span<const tracin_che
       const double eta = checkpoints[k].learning_rate;
       const std::string stage = fmt::format("{}: checkpoint {}", caller, k);
       detail::for_each_training_gradient(
-          model, training, subset, exec, caller, stage, [&](std::size_t n, double, const Eigen::VectorXd& g) {
+          model, training, subset, exec, caller, stage, [&](std::size_t n, double, const vec_d& g) {
             result.scores[n] += eta * (sketch ? (*sketch)(g).squaredNorm() : g.squaredNorm());
           });
       result.model_evaluations += training.size();

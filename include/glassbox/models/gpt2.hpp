@@ -43,6 +43,7 @@
 #include "glassbox/core/random.hpp"
 #include "glassbox/core/target.hpp"
 #include "glassbox/core/types.hpp"
+#include "glassbox/detail/dependent.hpp"
 #include "glassbox/detail/dual.hpp"
 #include "glassbox/detail/xtensor.hpp"
 #include "glassbox/models/detail/gpt2_kernels.hpp"
@@ -2066,7 +2067,8 @@ auto basic_gpt2<Scalar>::unembedding_directions(std::span<const token_id> tokens
                                  tokens[k], config_.vocab_size);
     const detail::gpt2_crow<Scalar> w(at(offsets_.head) + static_cast<std::size_t>(tokens[k]) * d, ix(d));
     // logit = ((x - mean x) / sigma) . (gain * w) + bias . w, and (x - mean x) . u = x . (u - mean u).
-    Eigen::Matrix<double, 1, Eigen::Dynamic> u = gain.template cast<double>().cwiseProduct(w.template cast<double>());
+    Eigen::Matrix<detail::dependent_t<Scalar, double>, 1, Eigen::Dynamic> u =
+        gain.template cast<double>().cwiseProduct(w.template cast<double>());
     u.array() -= u.mean();
     detail::gpt2_row<Scalar>(out.directions.data() + k * d, ix(d)) = u.template cast<Scalar>();
     out.offsets[k] = bias.template cast<double>().dot(w.template cast<double>());

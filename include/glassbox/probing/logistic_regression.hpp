@@ -82,8 +82,9 @@ inline Eigen::Index block_rows(Eigen::Index d) {
 }
 
 /// Throws naming `who` and `what` if x holds a NaN or Inf.
-template <class = void>
-inline void require_finite_rows(float_rows x, std::string_view who, std::string_view what) {
+template <class T = void>
+inline void require_finite_rows(float_rows rows, std::string_view who, std::string_view what) {
+  const auto& x = depend<T>(rows);  // compiled where this is instantiated (see dependent_t)
   for (Eigen::Index i = 0; i < x.rows(); ++i)
     for (Eigen::Index j = 0; j < x.cols(); ++j)
       if (!std::isfinite(x(i, j)))
@@ -113,7 +114,8 @@ class basic_logistic_objective {
  public:
   using real_type = Real;  ///< the type of the parameters and of the products
 
-  basic_logistic_objective(float_rows x, std::span<const std::int32_t> y, std::size_t classes, double C, bool intercept)
+  basic_logistic_objective(dependent_t<Real, float_rows> x, std::span<const std::int32_t> y, std::size_t classes,
+                           double C, bool intercept)
       : x_(x),
         y_(y),
         classes_(static_cast<Eigen::Index>(classes)),
@@ -279,7 +281,7 @@ class basic_logistic_objective {
   }
 
  private:
-  float_rows x_;
+  dependent_t<Real, float_rows> x_;  // a type that depends on Real: compiled where this is instantiated
   std::span<const std::int32_t> y_;
   Eigen::Index classes_, outputs_, d_, stride_;
   double inv_c_;
@@ -615,7 +617,8 @@ logistic_regression_result fit_logistic(float_rows x, std::span<const std::int32
 
 /// Scores x W^T + b, [N, outputs] in double (Real), computed block by block.
 template <class Real = double>
-inline row_matrix<Real> decision_scores(const linear_weights& m, float_rows x) {
+inline row_matrix<Real> decision_scores(const linear_weights& m, float_rows rows) {
+  const auto& x = depend<Real>(rows);  // compiled where this is instantiated (see dependent_t)
   const auto d = static_cast<Eigen::Index>(m.features), k = static_cast<Eigen::Index>(m.outputs);
   const Eigen::Map<const row_matrix<Real>> w(m.weight.data(), k, d);
   row_matrix<Real> out(x.rows(), k);
@@ -644,8 +647,8 @@ inline void check_weights(const linear_weights& m, std::size_t d, std::string_vi
 template <class T = void>
 inline std::vector<std::int32_t> predict_rows(const linear_weights& m, float_rows x) {
   const row_matrix<dependent_t<T, double>> s = decision_scores<dependent_t<T, double>>(m, x);
-  std::vector<std::int32_t> out(static_cast<std::size_t>(x.rows()));
-  for (Eigen::Index i = 0; i < x.rows(); ++i) {
+  std::vector<std::int32_t> out(static_cast<std::size_t>(s.rows()));
+  for (Eigen::Index i = 0; i < s.rows(); ++i) {
     if (s.cols() == 1) {
       out[static_cast<std::size_t>(i)] = s(i, 0) > 0 ? 1 : 0;
     } else {
@@ -663,8 +666,8 @@ template <class T = void>
 inline std::vector<double> log_probability_rows(const linear_weights& m, float_rows x,
                                                 std::span<const std::int32_t> y) {
   const row_matrix<dependent_t<T, double>> s = decision_scores<dependent_t<T, double>>(m, x);
-  std::vector<double> out(static_cast<std::size_t>(x.rows()));
-  for (Eigen::Index i = 0; i < x.rows(); ++i) {
+  std::vector<double> out(static_cast<std::size_t>(s.rows()));
+  for (Eigen::Index i = 0; i < s.rows(); ++i) {
     const auto yi = static_cast<Eigen::Index>(y[static_cast<std::size_t>(i)]);
     if (s.cols() == 1) {
       out[static_cast<std::size_t>(i)] = -softplus(yi == 1 ? -s(i, 0) : s(i, 0));
@@ -680,7 +683,8 @@ inline std::vector<double> log_probability_rows(const linear_weights& m, float_r
 
 /// Ridge regression on a row view (closed form in double (Real), centred data).
 template <class Real = double>
-linear_weights fit_ridge(float_rows x, std::span<const double> y, const ridge_options& o) {
+linear_weights fit_ridge(float_rows rows, std::span<const double> y, const ridge_options& o) {
+  const auto& x = depend<Real>(rows);  // compiled where this is instantiated (see dependent_t)
   const Eigen::Index n = x.rows(), d = x.cols();
   vector<Real> mean_x = vector<Real>::Zero(d);
   double mean_y = 0;

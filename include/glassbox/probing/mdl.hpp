@@ -74,8 +74,9 @@ inline void check_mdl_options(const mdl_options& o, std::string_view who) {
 }
 
 /// The online code over rows in the given order.
-template <class = void>
-mdl_result online_code(float_rows x, std::span<const std::int32_t> y, std::size_t classes, const mdl_options& o) {
+template <class T = void>
+mdl_result online_code(float_rows rows, std::span<const std::int32_t> y, std::size_t classes, const mdl_options& o) {
+  const auto& x = depend<T>(rows);  // compiled where this is instantiated (see dependent_t)
   const auto n = static_cast<std::size_t>(x.rows());
   mdl_result r;
   r.examples = n;

@@ -53,7 +53,7 @@ namespace detail {
 
 /// Scores [n, K] of an MLP probe, computed in float (Real).
 template <class Real = float>
-inline row_matrix<float> mlp_scores(const mlp_probe& m, float_rows x) {
+inline row_matrix<Real> mlp_scores(const mlp_probe& m, float_rows x) {
   const auto d = static_cast<Eigen::Index>(m.features), h = static_cast<Eigen::Index>(m.hidden),
              k = static_cast<Eigen::Index>(m.classes);
   const Eigen::Map<const row_matrix<Real>> w1(m.w1.data(), h, d), w2(m.w2.data(), k, h);
@@ -65,10 +65,11 @@ inline row_matrix<float> mlp_scores(const mlp_probe& m, float_rows x) {
 }
 
 /// Mean cross-entropy (nats) and accuracy of an MLP probe on rows.
-template <class = void>
+template <class T = void>
 inline std::pair<double, double> mlp_loss_accuracy(const mlp_probe& m, float_rows x, std::span<const std::int32_t> y) {
-  if (x.rows() == 0) return {0.0, 0.0};
-  const row_matrix<float> z = mlp_scores(m, x);
+  if (depend<T>(x).rows() == 0) return {0.0, 0.0};
+  // Eigen types that depend on T: compiled where this is instantiated (see dependent_t).
+  const row_matrix<dependent_t<T, float>> z = mlp_scores<dependent_t<T, float>>(m, x);
   double loss = 0;
   std::size_t right = 0;
   for (Eigen::Index i = 0; i < z.rows(); ++i) {
@@ -88,8 +89,11 @@ inline std::pair<double, double> mlp_loss_accuracy(const mlp_probe& m, float_row
 
 /// Trains an MLP probe on row views, in float (Real); dev rows (may be empty) choose the epoch kept.
 template <class Real = float>
-mlp_probe fit_mlp(float_rows x, std::span<const std::int32_t> y, std::size_t classes, const mlp_probe_options& o,
-                  float_rows dev_x, std::span<const std::int32_t> dev_y) {
+mlp_probe fit_mlp(float_rows rows, std::span<const std::int32_t> y, std::size_t classes, const mlp_probe_options& o,
+                  float_rows dev_rows, std::span<const std::int32_t> dev_y) {
+  // Views whose types depend on Real: compiled where this is instantiated (see dependent_t).
+  const auto& x = depend<Real>(rows);
+  const auto& dev_x = depend<Real>(dev_rows);
   const Eigen::Index n = x.rows(), d = x.cols(), h = static_cast<Eigen::Index>(o.hidden),
                      k = static_cast<Eigen::Index>(classes);
   mlp_probe m;
@@ -192,9 +196,9 @@ mlp_probe fit_mlp(float_rows x, std::span<const std::int32_t> y, std::size_t cla
 }
 
 /// Predicted classes of an MLP probe (the first largest score).
-template <class = void>
+template <class T = void>
 inline std::vector<std::int32_t> mlp_predict_rows(const mlp_probe& m, float_rows x) {
-  const row_matrix<float> z = mlp_scores(m, x);
+  const row_matrix<dependent_t<T, float>> z = mlp_scores<dependent_t<T, float>>(m, x);  // see dependent_t
   std::vector<std::int32_t> out(static_cast<std::size_t>(z.rows()));
   for (Eigen::Index i = 0; i < z.rows(); ++i) {
     Eigen::Index best = 0;

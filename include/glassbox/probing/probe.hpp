@@ -253,7 +253,7 @@ struct probe_fit_scores {
 };
 
 /// Trains the probe family on train and scores it on the parts; labels are `values` per row.
-template <class = void>
+template <class T = void>
 probe_fit_scores fit_and_score(const tensor2& xtrain, const tensor2& xdev, const tensor2& xtest,
                                std::span<const double> values, const probe_split& split, label_kind kind,
                                std::size_t classes, const probe_options& o, std::uint64_t mlp_seed) {
@@ -263,7 +263,7 @@ probe_fit_scores fit_and_score(const tensor2& xtrain, const tensor2& xdev, const
     s.weights = fit_ridge(rows_of(xtrain), ytrain, o.ridge);
     const auto score = [&](const tensor2& x, std::span<const std::size_t> index) -> std::optional<double> {
       if (index.empty()) return std::nullopt;
-      const auto predicted = decision_scores(s.weights, rows_of(x));
+      const auto predicted = decision_scores<dependent_t<T, double>>(s.weights, rows_of(x));  // see dependent_t
       const auto truth = gather_values<double>(values, index);
       return r2_score(truth, std::span<const double>(predicted.data(), static_cast<std::size_t>(predicted.rows())));
     };

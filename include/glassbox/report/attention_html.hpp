@@ -41,6 +41,7 @@
 
 #include "glassbox/attention/result.hpp"
 #include "glassbox/core/error.hpp"
+#include "glassbox/detail/dependent.hpp"
 #include "glassbox/report/attention_json.hpp"
 #include "glassbox/report/color.hpp"
 #include "glassbox/report/html.hpp"
@@ -246,10 +247,10 @@ inline std::string svg_head_matrix(const tensor2& m, bool diverging, double max_
 }
 
 /// The strongest keys of every query of one [T, T] map: [[query, key, weight], ...].
-template <class = void>
-inline json head_view_edges(std::size_t t, const std::function<double(std::size_t, std::size_t)>& a, std::size_t top,
+template <class Json = json>
+inline Json head_view_edges(std::size_t t, const std::function<double(std::size_t, std::size_t)>& a, std::size_t top,
                             double min_weight) {
-  json edges = json::array();
+  Json edges = Json::array();
   std::vector<std::size_t> order(t);
   for (std::size_t i = 0; i < t; ++i) {
     std::iota(order.begin(), order.end(), std::size_t{0});
@@ -326,9 +327,10 @@ inline std::string meta_span(std::string_view text) { return fmt::format("<span>
 
 /// The HTML fragment of the layer x head grid (every head's map and each layer's heads combined,
 /// as thumbnails that select the head view) and the head view of a raw attention result.
-template <class = void>
+template <class T = void>
 inline std::string attention_maps_fragment(const attention_maps_result& r, const std::vector<std::string>& tokens,
                                            const attention_view_options& o = {}) {
+  using json_type = glassbox::detail::dependent_t<T, json>;  // compiled where this is called (see dependent_t)
   const std::size_t layers = r.attentions.shape(0), heads = r.attentions.shape(1), t = r.attentions.shape(2);
   std::vector<std::string> labels = tokens;
   if (labels.empty())
@@ -378,11 +380,11 @@ inline std::string attention_maps_fragment(const attention_maps_result& r, const
   s += "</table></div>\n";
   // Head view: edges embedded once, drawn by the script for the chosen layer and head.
   const std::size_t top = o.head_view_top > 0 ? o.head_view_top : (t <= 64 ? 5 : 3);
-  json data{{"tokens", labels}, {"edges", json::array()}};
+  json_type data{{"tokens", labels}, {"edges", json_type::array()}};
   for (std::size_t l = 0; l < layers; ++l) {
-    json per_layer = json::array();
+    json_type per_layer = json_type::array();
     for (std::size_t h = 0; h <= heads; ++h)
-      per_layer.push_back(detail::head_view_edges(
+      per_layer.push_back(detail::head_view_edges<json_type>(
           t,
           [&](std::size_t i, std::size_t j) {
             return h < heads ? static_cast<double>(r.attentions(l, h, i, j))
@@ -413,10 +415,11 @@ inline std::string attention_maps_fragment(const attention_maps_result& r, const
 
 /// The HTML fragment of a token-to-token matrix (rollout, flow, AttGrad, Chefer): the explained
 /// position's row on the tokens, the matrix as a heatmap with token labels, and the options.
-template <class = void>
+template <class T = void>
 inline std::string attention_relevance_fragment(const attention_relevance_result& r,
                                                 const std::vector<std::string>& tokens,
                                                 const attention_view_options& o = {}) {
+  using json_type = glassbox::detail::dependent_t<T, json>;  // compiled where this is called (see dependent_t)
   const std::size_t t = r.matrix.shape(1), rows = r.matrix.shape(0);
   std::vector<std::string> words = tokens;
   if (words.empty())
@@ -485,10 +488,10 @@ inline std::string attention_relevance_fragment(const attention_relevance_result
   s += "</table>\n<h2>Options</h2>\n<table>";
   for (const auto& x : r.options)
     s += fmt::format("<tr><td class=\"l\">{}</td><td class=\"l\">{}</td></tr>", html_escape(x.name),
-                     html_escape(detail::option_json(x.value).dump()));
+                     html_escape(detail::option_json<json_type>(x.value).dump()));
   for (const auto& x : r.diagnostics)
     s += fmt::format("<tr><td class=\"l\">{}</td><td class=\"l\">{}</td></tr>", html_escape(x.name),
-                     html_escape(detail::option_json(x.value).dump()));
+                     html_escape(detail::option_json<json_type>(x.value).dump()));
   s += "</table>\n";
   return s;
 }

@@ -33,7 +33,7 @@ inline Json matrix_json(const tensor2& m) {
   Json rows = Json::array();
   for (std::size_t i = 0; i < m.shape(0); ++i) {
     Json row = Json::array();
-    for (std::size_t j = 0; j < m.shape(1); ++j) row.push_back(number(m(i, j)));
+    for (std::size_t j = 0; j < m.shape(1); ++j) row.push_back(number<Json>(m(i, j)));
     rows.push_back(std::move(row));
   }
   return rows;
@@ -45,7 +45,7 @@ inline Json slice_json(const tensor3& m, std::size_t k) {
   Json rows = Json::array();
   for (std::size_t i = 0; i < m.shape(1); ++i) {
     Json row = Json::array();
-    for (std::size_t j = 0; j < m.shape(2); ++j) row.push_back(number(m(k, i, j)));
+    for (std::size_t j = 0; j < m.shape(2); ++j) row.push_back(number<Json>(m(k, i, j)));
     rows.push_back(std::move(row));
   }
   return rows;
@@ -57,7 +57,7 @@ inline Json head_json(const tensor4& a, std::size_t l, std::size_t h) {
   Json rows = Json::array();
   for (std::size_t i = 0; i < a.shape(2); ++i) {
     Json row = Json::array();
-    for (std::size_t j = 0; j < a.shape(3); ++j) row.push_back(number(a(l, h, i, j)));
+    for (std::size_t j = 0; j < a.shape(3); ++j) row.push_back(number<Json>(a(l, h, i, j)));
     rows.push_back(std::move(row));
   }
   return rows;
@@ -66,14 +66,14 @@ inline Json head_json(const tensor4& a, std::size_t l, std::size_t h) {
 template <class Json = json>
 inline Json options_json(const std::vector<named_option>& options) {
   Json o = Json::object();
-  for (const auto& x : options) o[x.name] = option_json(x.value);
+  for (const auto& x : options) o[x.name] = option_json<Json>(x.value);
   return o;
 }
 
 template <class Json = json>
 inline Json doubles_json(const std::vector<double>& v) {
   Json a = Json::array();
-  for (double x : v) a.push_back(number(x));
+  for (double x : v) a.push_back(number<Json>(x));
   return a;
 }
 
@@ -123,9 +123,9 @@ inline Json to_json(const attention_maps_result& r, const std::vector<std::strin
   Json all = Json::array(), aggregated = Json::array();
   for (std::size_t a = 0; a < layers; ++a) {
     Json layer = Json::array();
-    for (std::size_t h = 0; h < heads; ++h) layer.push_back(detail::head_json(r.attentions, a, h));
+    for (std::size_t h = 0; h < heads; ++h) layer.push_back(detail::head_json<Json>(r.attentions, a, h));
     all.push_back(std::move(layer));
-    aggregated.push_back(detail::slice_json(r.aggregated, a));
+    aggregated.push_back(detail::slice_json<Json>(r.aggregated, a));
   }
   return {{"schema", "glassbox.attention"},
           {"version", attention_json_version},
@@ -139,12 +139,12 @@ inline Json to_json(const attention_maps_result& r, const std::vector<std::strin
           {"aggregation", std::string(to_string(r.aggregation))},
           {"position", t - 1},
           {"row_positions", rows},
-          {"matrix", detail::matrix_json(m)},
-          {"scores", detail::doubles_json(scores)},
+          {"matrix", detail::matrix_json<Json>(m)},
+          {"scores", detail::doubles_json<Json>(scores)},
           {"attentions", std::move(all)},
           {"aggregated", std::move(aggregated)},
           {"model_evaluations", r.model_evaluations},
-          {"options", detail::options_json(r.options)}};
+          {"options", detail::options_json<Json>(r.options)}};
 }
 
 /// A token-to-token relevance (rollout, flow, AttGrad, Chefer, gradient-weighted rollout) as a
@@ -160,14 +160,14 @@ inline Json to_json(const attention_relevance_result& r, const std::vector<std::
          {"last_layer", r.last_layer},
          {"position", r.position},
          {"row_positions", r.row_positions},
-         {"matrix", detail::matrix_json(r.matrix)},
-         {"scores", detail::doubles_json(r.scores)},
-         {"target", r.target ? to_json(*r.target) : Json(nullptr)},
-         {"target_value", detail::number(r.target_value)},
+         {"matrix", detail::matrix_json<Json>(r.matrix)},
+         {"scores", detail::doubles_json<Json>(r.scores)},
+         {"target", r.target ? to_json<Json>(*r.target) : Json(nullptr)},
+         {"target_value", detail::number<Json>(r.target_value)},
          {"model_evaluations", r.model_evaluations},
-         {"options", detail::options_json(r.options)},
-         {"diagnostics", detail::options_json(r.diagnostics)}};
-  if (r.unnormalized.size() > 0) j["unnormalized"] = detail::matrix_json(r.unnormalized);
+         {"options", detail::options_json<Json>(r.options)},
+         {"diagnostics", detail::options_json<Json>(r.diagnostics)}};
+  if (r.unnormalized.size() > 0) j["unnormalized"] = detail::matrix_json<Json>(r.unnormalized);
   return j;
 }
 
@@ -177,42 +177,42 @@ inline Json to_json(const head_statistics_result& s) {
   Json j{{"inputs", s.inputs},
          {"queries", s.queries},
          {"causal", s.causal},
-         {"entropy", detail::matrix_json(s.entropy)},
-         {"normalized_entropy", detail::matrix_json(s.normalized_entropy)},
-         {"mean_distance", detail::matrix_json(s.mean_distance)},
-         {"first_token", detail::matrix_json(s.first_token)},
-         {"previous_token", detail::matrix_json(s.previous_token)},
-         {"self_token", detail::matrix_json(s.self_token)}};
+         {"entropy", detail::matrix_json<Json>(s.entropy)},
+         {"normalized_entropy", detail::matrix_json<Json>(s.normalized_entropy)},
+         {"mean_distance", detail::matrix_json<Json>(s.mean_distance)},
+         {"first_token", detail::matrix_json<Json>(s.first_token)},
+         {"previous_token", detail::matrix_json<Json>(s.previous_token)},
+         {"self_token", detail::matrix_json<Json>(s.self_token)}};
   if (s.js_divergence.size() > 0) {
-    j["js_divergence"] = detail::matrix_json(s.js_divergence);
-    j["cosine_distance"] = detail::matrix_json(s.cosine_distance);
+    j["js_divergence"] = detail::matrix_json<Json>(s.js_divergence);
+    j["cosine_distance"] = detail::matrix_json<Json>(s.cosine_distance);
     j["cluster_order"] = s.cluster_order;
     Json linkage = Json::array();
-    for (const auto& m : s.linkage) linkage.push_back({m.left, m.right, detail::number(m.distance), m.size});
+    for (const auto& m : s.linkage) linkage.push_back({m.left, m.right, detail::number<Json>(m.distance), m.size});
     j["linkage"] = std::move(linkage);
   }
-  j["options"] = detail::options_json(s.options);
+  j["options"] = detail::options_json<Json>(s.options);
   return j;
 }
 
 /// Head importance as the "importance" object of a "glassbox.heads" document.
 template <class Json = json>
 inline Json to_json(const head_importance_result& r) {
-  return {{"importance", detail::matrix_json(r.importance)},
-          {"raw_importance", detail::matrix_json(r.raw_importance)},
-          {"mean_gradient", detail::matrix_json(r.mean_gradient)},
-          {"mean_target", detail::number(r.mean_target)},
-          {"options", detail::options_json(r.options)}};
+  return {{"importance", detail::matrix_json<Json>(r.importance)},
+          {"raw_importance", detail::matrix_json<Json>(r.raw_importance)},
+          {"mean_gradient", detail::matrix_json<Json>(r.mean_gradient)},
+          {"mean_target", detail::number<Json>(r.mean_target)},
+          {"options", detail::options_json<Json>(r.options)}};
 }
 
 /// The ablation check as the "ablation" object of a "glassbox.heads" document.
 template <class Json = json>
 inline Json to_json(const head_ablation_result& r) {
-  return {{"base_mean_target", detail::number(r.base_mean_target)},
-          {"base_accuracy", detail::number(r.base_accuracy)},
-          {"target_change", detail::matrix_json(r.target_change)},
-          {"accuracy_change", detail::matrix_json(r.accuracy_change)},
-          {"options", detail::options_json(r.options)}};
+  return {{"base_mean_target", detail::number<Json>(r.base_mean_target)},
+          {"base_accuracy", detail::number<Json>(r.base_accuracy)},
+          {"target_change", detail::matrix_json<Json>(r.target_change)},
+          {"accuracy_change", detail::matrix_json<Json>(r.accuracy_change)},
+          {"options", detail::options_json<Json>(r.options)}};
 }
 
 /// The pruning curve as the "pruning" object of a "glassbox.heads" document.
@@ -221,12 +221,12 @@ inline Json to_json(const pruning_curve_result& r) {
   Json order = Json::array();
   for (const auto& h : r.pruning_order) order.push_back({h.layer, h.head});
   return {{"heads_masked", r.heads_masked},
-          {"accuracy", detail::doubles_json(r.accuracy)},
-          {"mean_target", detail::doubles_json(r.mean_target)},
+          {"accuracy", detail::doubles_json<Json>(r.accuracy)},
+          {"mean_target", detail::doubles_json<Json>(r.mean_target)},
           {"pruning_order", std::move(order)},
           {"recompute_importance", r.recompute_importance},
           {"heads_needed_99", r.heads_needed(0.99)},
-          {"options", detail::options_json(r.options)}};
+          {"options", detail::options_json<Json>(r.options)}};
 }
 
 /// The analyses of `glassbox heads`, any of which may be absent.
@@ -266,10 +266,10 @@ inline Json to_json(const head_report& r) {
   if (r.importance) examples = r.importance->examples;
   Json j{{"schema", "glassbox.heads"}, {"version", json_version}, {"layers", layers}, {"heads", heads},
          {"examples", examples},       {"data", r.data}};
-  j["statistics"] = r.statistics ? to_json(*r.statistics) : Json(nullptr);
-  j["importance"] = r.importance ? to_json(*r.importance) : Json(nullptr);
-  j["ablation"] = r.ablation ? to_json(*r.ablation) : Json(nullptr);
-  j["pruning"] = r.pruning ? to_json(*r.pruning) : Json(nullptr);
+  j["statistics"] = r.statistics ? to_json<Json>(*r.statistics) : Json(nullptr);
+  j["importance"] = r.importance ? to_json<Json>(*r.importance) : Json(nullptr);
+  j["ablation"] = r.ablation ? to_json<Json>(*r.ablation) : Json(nullptr);
+  j["pruning"] = r.pruning ? to_json<Json>(*r.pruning) : Json(nullptr);
   return j;
 }
 

@@ -13,6 +13,7 @@
 
 #include "glassbox/core/result.hpp"
 #include "glassbox/core/version.hpp"
+#include "glassbox/detail/dependent.hpp"
 #include "glassbox/report/color.hpp"
 #include "glassbox/report/json.hpp"
 
@@ -76,8 +77,9 @@ inline std::string diverging_legend(double scale) {
 }
 
 /// The HTML fragment of an attribution: header, token heatmap with hover values, legend and score table.
-template <class = void>
+template <class T = void>
 inline std::string attribution_fragment(const attribution_result& r, const std::vector<std::string>& tokens = {}) {
+  using json_type = glassbox::detail::dependent_t<T, json>;  // compiled where this is called (see dependent_t)
   const auto words = detail::token_strings(r.token_ids, tokens);
   const double scale = max_abs(r.scores);
   std::string body = fmt::format("<h1>{}</h1>\n<div class=\"meta\"><span>target: {}</span><span>f(x) = {:.6g}</span>",
@@ -106,7 +108,7 @@ inline std::string attribution_fragment(const attribution_result& r, const std::
   body += "</table>\n<h2>Options</h2>\n<table>";
   for (const auto& o : r.options)
     body += fmt::format("<tr><td class=\"l\">{}</td><td class=\"l\">{}</td></tr>", html_escape(o.name),
-                        html_escape(detail::option_json(o.value).dump()));
+                        html_escape(detail::option_json<json_type>(o.value).dump()));
   body += "</table>\n";
   return body;
 }

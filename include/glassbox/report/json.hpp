@@ -127,30 +127,30 @@ inline target target_from_json(const std::type_identity_t<Json>& j) {
 template <class Json = json>
 inline Json to_json(const attribution_result& r, const std::vector<std::string>& tokens = {}) {
   Json options = Json::object();
-  for (const auto& o : r.options) options[o.name] = detail::option_json(o.value);
+  for (const auto& o : r.options) options[o.name] = detail::option_json<Json>(o.value);
   Json j{{"schema", "glassbox.attribution"},
                    {"version", json_version},
                    {"method", r.method},
                    {"tokens", detail::token_strings(r.token_ids, tokens)},
                    {"token_ids", r.token_ids},
                    {"scores", Json::array()},
-                   {"target", to_json(r.target)},
-                   {"target_value", detail::number(r.target_value)},
-                   {"baseline_value", detail::number(r.baseline_value)},
-                   {"convergence_delta", r.convergence_delta ? detail::number(*r.convergence_delta) : nullptr},
+                   {"target", to_json<Json>(r.target)},
+                   {"target_value", detail::number<Json>(r.target_value)},
+                   {"baseline_value", detail::number<Json>(r.baseline_value)},
+                   {"convergence_delta", r.convergence_delta ? detail::number<Json>(*r.convergence_delta) : nullptr},
                    {"model_evaluations", r.model_evaluations},
                    {"options", options}};
-  for (double s : r.scores) j["scores"].push_back(detail::number(s));
+  for (double s : r.scores) j["scores"].push_back(detail::number<Json>(s));
   if (!r.standard_errors.empty()) {
     j["standard_errors"] = Json::array();
-    for (double s : r.standard_errors) j["standard_errors"].push_back(detail::number(s));
+    for (double s : r.standard_errors) j["standard_errors"].push_back(detail::number<Json>(s));
   }
   if (r.embedding_scores.size() > 0) {
     Json rows = Json::array();
     for (std::size_t i = 0; i < r.embedding_scores.shape(0); ++i) {
       Json row = Json::array();
       for (std::size_t k = 0; k < r.embedding_scores.shape(1); ++k)
-        row.push_back(detail::number(r.embedding_scores(i, k)));
+        row.push_back(detail::number<Json>(r.embedding_scores(i, k)));
       rows.push_back(std::move(row));
     }
     j["embedding_scores"] = std::move(rows);
@@ -190,16 +190,16 @@ inline attribution_result attribution_from_json(const std::type_identity_t<Json>
 template <class Json = json>
 inline Json to_json(const sequence_attribution_result& r, const std::vector<std::string>& tokens = {}) {
   Json options = Json::object();
-  for (const auto& o : r.options) options[o.name] = detail::option_json(o.value);
+  for (const auto& o : r.options) options[o.name] = detail::option_json<Json>(o.value);
   Json scores = Json::array();
   for (std::size_t g = 0; g < r.scores.shape(0); ++g) {
     Json row = Json::array();
-    for (std::size_t s = 0; s < r.scores.shape(1); ++s) row.push_back(detail::number(r.scores(g, s)));
+    for (std::size_t s = 0; s < r.scores.shape(1); ++s) row.push_back(detail::number<Json>(r.scores(g, s)));
     scores.push_back(std::move(row));
   }
   Json values = Json::array(), deltas = Json::array();
-  for (double v : r.target_values) values.push_back(detail::number(v));
-  for (double v : r.convergence_deltas) deltas.push_back(detail::number(v));
+  for (double v : r.target_values) values.push_back(detail::number<Json>(v));
+  for (double v : r.convergence_deltas) deltas.push_back(detail::number<Json>(v));
   return {{"schema", "glassbox.sequence_attribution"},
           {"version", json_version},
           {"method", r.method},

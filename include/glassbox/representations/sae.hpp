@@ -406,22 +406,23 @@ sae_training_result train_sae(const tensor2& x, const sae_options& o = {}) {
 }
 
 /// The features f = ReLU((x - b_dec) W_enc + b_enc) of activations x [N, d], [N, n].
-template <class = void>
+template <class T = void>
 tensor2 sae_encode(const sparse_autoencoder& sae, const tensor2& x) {
+  using S = detail::dependent_t<T, float>;  // Eigen types that depend on T: compiled where this is instantiated
   detail::check_sae(sae, "sae_encode");
   detail::check_sae_input(x, sae.input_width(), "sae_encode");
-  const auto p = detail::sae_to_parameters<float>(sae);
+  const auto p = detail::sae_to_parameters<S>(sae);
   tensor2 out = tensor2::from_shape({x.shape(0), sae.feature_count()});
   const auto n = static_cast<Eigen::Index>(sae.feature_count());
-  detail::sae_matrix<float> chunk, pre;
+  detail::sae_matrix<S> chunk, pre;
   std::vector<std::size_t> rows;
   for (std::size_t begin = 0; begin < x.shape(0); begin += 4096) {
     const std::size_t end = std::min(x.shape(0), begin + 4096);
     rows.resize(end - begin);
     std::iota(rows.begin(), rows.end(), begin);
-    detail::sae_gather_rows<float>(x, rows, chunk);
+    detail::sae_gather_rows<S>(x, rows, chunk);
     chunk.rowwise() -= p.b_d;
-    detail::sae_product<float>(pre, chunk, p.W_e.transpose());
+    detail::sae_product<S>(pre, chunk, p.W_e.transpose());
     pre.rowwise() += p.b_e;
     for (Eigen::Index r = 0; r < pre.rows(); ++r)
       for (Eigen::Index j = 0; j < n; ++j) out(begin + static_cast<std::size_t>(r), static_cast<std::size_t>(j)) = std::max(pre(r, j), 0.0f);
@@ -430,20 +431,21 @@ tensor2 sae_encode(const sparse_autoencoder& sae, const tensor2& x) {
 }
 
 /// The reconstruction x_hat = f W_dec + b_dec of features f [N, n], [N, d].
-template <class = void>
+template <class T = void>
 tensor2 sae_decode(const sparse_autoencoder& sae, const tensor2& f) {
+  using S = detail::dependent_t<T, float>;  // Eigen types that depend on T: compiled where this is instantiated
   detail::check_sae(sae, "sae_decode");
   detail::require<shape_error>(f.shape(1) == sae.feature_count(),
                                "glassbox::sae_decode: features must have {} columns (n), got {}", sae.feature_count(),
                                f.shape(1));
   const std::size_t d = sae.input_width(), n = sae.feature_count();
   tensor2 out = tensor2::from_shape({f.shape(0), d});
-  const Eigen::Map<const detail::sae_matrix<float>> fm(f.data(), static_cast<Eigen::Index>(f.shape(0)),
-                                                       static_cast<Eigen::Index>(n));
-  const Eigen::Map<const detail::sae_matrix<float>> W(sae.W_dec.data(), static_cast<Eigen::Index>(n),
-                                                      static_cast<Eigen::Index>(d));
-  detail::sae_matrix<float> recon;
-  detail::sae_product<float>(recon, fm, W);
+  const Eigen::Map<const detail::sae_matrix<S>> fm(f.data(), static_cast<Eigen::Index>(f.shape(0)),
+                                                   static_cast<Eigen::Index>(n));
+  const Eigen::Map<const detail::sae_matrix<S>> W(sae.W_dec.data(), static_cast<Eigen::Index>(n),
+                                                  static_cast<Eigen::Index>(d));
+  detail::sae_matrix<S> recon;
+  detail::sae_product<S>(recon, fm, W);
   for (std::size_t r = 0; r < f.shape(0); ++r)
     for (std::size_t c = 0; c < d; ++c) out(r, c) = recon(static_cast<Eigen::Index>(r), static_cast<Eigen::Index>(c)) + sae.b_dec(c);
   return out;
@@ -593,7 +595,8 @@ sae_loss_recovery sae_loss_recovered(const M& model, const sparse_autoencoder& s
                               h.shape(2) == sae.input_width(),
                               "glassbox::{}: the SAE reads {} columns but the model's hidden states have {}", who,
                               sae.input_width(), h.shape(2));
-                          const tensor2 hk = xt::view(h, layer, xt::all(), xt::all());
+                          // Views that depend on M: compiled where this is instantiated (see dependent_t).
+                          const tensor2 hk = xt::view(detail::depend<M>(h), layer, xt::all(), xt::all());
                           std::size_t count = 0;
                           const auto logits = [&](const tensor2& x) {
                             return detail::model_logits_from_hidden(model, tokens, layer, x, who, i);
@@ -601,7 +604,7 @@ sae_loss_recovery sae_loss_recovered(const M& model, const sparse_autoencoder& s
                           clean[i] = detail::sae_summed_cross_entropy(logits(hk), e.labels, count, who);
                           spliced[i] = detail::sae_summed_cross_entropy(logits(sae_reconstruct(sae, hk)), e.labels,
                                                                         count, who);
-                          const tensor2 zeros = xt::zeros<float>({hk.shape(0), hk.shape(1)});
+                          const tensor2 zeros = xt::zeros<detail::dependent_t<M, float>>({hk.shape(0), hk.shape(1)});
                           zero[i] = detail::sae_summed_cross_entropy(logits(zeros), e.labels, count, who);
                           scored[i] = count / 3;
                         }

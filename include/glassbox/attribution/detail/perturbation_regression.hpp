@@ -32,10 +32,10 @@ namespace regression {
 /// Weighted column means (x) and mean (y), with weights w.
 template <class Real = double>
 inline void weighted_means(const row_matrix<Real>& x, std::span<const double> y, std::span<const double> w,
-                           vector<double>& x_mean, double& y_mean) {
+                           vector<dependent_t<Real, double>>& x_mean, double& y_mean) {
   const auto n = x.rows();
   double total = 0;
-  x_mean = vector<double>::Zero(x.cols());
+  x_mean = vector<dependent_t<Real, double>>::Zero(x.cols());
   y_mean = 0;
   for (Eigen::Index i = 0; i < n; ++i) {
     const double wi = w[static_cast<std::size_t>(i)];
@@ -81,7 +81,7 @@ template <class Real>
 linear_fit weighted_ridge(const row_matrix<Real>& x, std::span<const double> y, std::span<const double> w,
                           double alpha) {
   const Eigen::Index n = x.rows(), k = x.cols();
-  vector<double> x_mean;
+  vector<dependent_t<Real, double>> x_mean;  // in double; dependent, so compiled where this is instantiated
   double y_mean = 0;
   regression::weighted_means(x, y, w, x_mean, y_mean);
   row_matrix<Real> a(n + k, k);
@@ -109,7 +109,7 @@ template <class Real>
 linear_fit weighted_lasso(const row_matrix<Real>& x, std::span<const double> y, std::span<const double> w, double alpha,
                           std::string_view caller, std::size_t max_sweeps = 100000, double tolerance = 1e-12) {
   const Eigen::Index n = x.rows(), k = x.cols();
-  vector<double> x_mean;
+  vector<dependent_t<Real, double>> x_mean;  // in double; dependent, so compiled where this is instantiated
   double y_mean = 0;
   regression::weighted_means(x, y, w, x_mean, y_mean);
   double total = 0;
