@@ -10,9 +10,8 @@
 #   KIND=json bench/dependent_calls.sh     JSON expressions only
 #
 # Needs clang-query-14 (Debian: clang-tools-14). It reads the umbrella glassbox/glassbox.hpp; about
-# 20 s per kind. nlohmann::json (the std::map one) is instantiated by nlohmann's own header anyway, so
-# its expressions cost their conversions only; glassbox::report::json (ordered_json) is instantiated
-# only by such expressions.
+# 20 s per kind. nlohmann's own header completes both JSON types (nlohmann::json and the report's
+# ordered_json), so what a JSON expression costs is the conversions and members it instantiates.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 query="${CLANG_QUERY:-clang-query-14}"
