@@ -4,7 +4,8 @@
 // probe layers or train SAEs (the probing, representations and robustness tests, the command line,
 // the libtorch test, the examples that include probing or the SAE), and gives them
 // GLASSBOX_EXTERN_PROBING, so that none of their other translation units compiles these functions
-// again (docs/building.md, "Compile-time advice"). Nothing here depends on a model.
+// again (docs/building.md, "Compile-time advice"). A sanitizer build does not link it: there the
+// tests compile what they call themselves (tests/CMakeLists.txt). Nothing here depends on a model.
 #include "glassbox/probing/probe.hpp"
 #include "glassbox/representations/sae.hpp"
 
