@@ -129,26 +129,20 @@ runner add_attention_command(CLI::App& app) {
     std::size_t top = 8, threads = 0;
     bool resume = false;
     method_options method_flags;
-    std::map<std::string, CLI::Option*, std::less<>> options;
-    bool given(std::string_view name) const {
-      const auto it = options.find(name);
-      return it != options.end() && it->second->count() > 0;
-    }
+    command_options options;
+    bool given(std::string_view name) const { return options.given(name); }
   };
   auto s = std::make_shared<state>();
   auto* cmd = app.add_subcommand("attention",
                                  "Show what the model attends to for one input, or for every line of a --data file: "
                                  "raw attention, rollout, flow, attention x gradient, Chefer relevance, "
                                  "gradient-weighted rollout (docs/attention.md; `glassbox methods` lists each)");
-  auto add = [&](CLI::Option* o) {
-    s->options[o->get_name()] = o;
-    return o;
-  };
+  auto add = [&](CLI::Option* o) { return s->options.add(o); };
   std::string names;
   for (const auto& m : attention_methods()) names += (names.empty() ? "" : ", ") + m.info.cli_name();
   add(cmd->add_option("--model", s->model, "model file or directory (default: the bundled model)"));
   s->input.add_to(*cmd);
-  for (auto* o : cmd->get_options()) s->options[o->get_name()] = o;
+  s->options.add_all(*cmd);
   add(cmd->add_option("--method", s->method, fmt::format("attention method: {}", names))->capture_default_str());
   add(cmd->add_option("--position", s->position, "the explained position (default the last)"));
   add(cmd->add_option("--target", s->target,

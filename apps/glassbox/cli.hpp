@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -126,6 +127,28 @@ void write_json(const std::string& file, const report::json& document);
 /// Fails before any work when `file` (given to `option`) cannot be written: its directory does not
 /// exist, or it is a directory. Empty and "-" pass.
 void check_output_path(const std::string& file, std::string_view option);
+
+/// A subcommand's own options by long name (e.g. "--target"), to tell which the user gave.
+class command_options {
+ public:
+  /// Records `o` under its long name; returns it, so that CLI11's calls can follow.
+  CLI::Option* add(CLI::Option* o) {
+    by_name_[o->get_name()] = o;
+    return o;
+  }
+  /// Records every option `command` has so far (e.g. those an input_options added).
+  void add_all(CLI::App& command) {
+    for (auto* o : command.get_options()) add(o);
+  }
+  /// Whether the option with long name `name` was given on the command line.
+  bool given(std::string_view name) const {
+    const auto it = by_name_.find(name);
+    return it != by_name_.end() && it->second->count() > 0;
+  }
+
+ private:
+  std::map<std::string, CLI::Option*, std::less<>> by_name_;
+};
 
 /// A subcommand's runner, called after parsing when the subcommand was given.
 using runner = std::function<void()>;

@@ -57,12 +57,9 @@ struct evaluate_state {
   // The sample budgets (printed at the start).
   std::size_t kernel_shap_samples = 256, shapley_samples = 10, curve_steps = 10, steps = 32, exact_max_tokens = 12,
               infidelity_samples = 10, sensitivity_samples = 5, sensitivity_every = 5, long_above = 31;
-  std::map<std::string, CLI::Option*, std::less<>> options;
+  command_options options;
 
-  bool given(std::string_view name) const {
-    const auto it = options.find(name);
-    return it != options.end() && it->second->count() > 0;
-  }
+  bool given(std::string_view name) const { return options.given(name); }
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1016,10 +1013,7 @@ runner add_evaluate_command(CLI::App& app) {
       "token scores explain the label of generated reviews whose rationale is known; per method and baseline, the\n"
       "mean and 95% bootstrap interval of faithfulness and plausibility metrics, cost and time, overall and per\n"
       "subset (plain, negated, contrast, long). docs/cli.md, \"glassbox evaluate\".");
-  auto add = [&](CLI::Option* o) {
-    s->options[o->get_name()] = o;
-    return o;
-  };
+  auto add = [&](CLI::Option* o) { return s->options.add(o); };
   add(cmd->add_option("--model", s->model, "model file or directory (default: the bundled model)"));
   add(cmd->add_option("--data", s->data,
                       "evaluate on this JSON-lines file instead of generated reviews: generate-data's format, or any "

@@ -52,12 +52,9 @@ struct explain_state {
   std::string data, out;
   bool resume = false;
   method_options method_flags;                                // the registry's method options
-  std::map<std::string, CLI::Option*, std::less<>> options;  // the command's own options, by long name
+  command_options options;                                    // the command's own options, by long name
 
-  bool given(std::string_view name) const {
-    const auto it = options.find(name);
-    return it != options.end() && it->second->count() > 0;
-  }
+  bool given(std::string_view name) const { return options.given(name); }
 };
 
 execution_options execution(const explain_state& s) {
@@ -513,15 +510,12 @@ runner add_explain_command(CLI::App& app) {
       "Attribute a prediction to the input tokens: a heatmap of scores, with --json and --html outputs, or every\n"
       "line of a --data file into --out. The default target is the log-probability of the model's top next token\n"
       "after the last input token. `glassbox methods` lists every method with its options.");
-  auto add = [&](CLI::Option* o) {
-    s->options[o->get_name()] = o;
-    return o;
-  };
+  auto add = [&](CLI::Option* o) { return s->options.add(o); };
   std::string names;
   for (const auto& m : attribution_methods()) names += fmt::format("{}, ", m.info.cli_name());
   add(cmd->add_option("--model", s->model, "model file or directory (default: the bundled model)"));
   s->input.add_to(*cmd);
-  for (auto* o : cmd->get_options()) s->options[o->get_name()] = o;
+  s->options.add_all(*cmd);
   add(cmd->add_option("--method", s->method, fmt::format("attribution method: {}or all", names))
           ->capture_default_str());
   // What is explained.

@@ -631,8 +631,8 @@ class basic_gpt2 {
   // dual_curvature_pass, which returns the tangent (H v) or value (G v) part of its parameter gradient.
   template <class>
   friend class basic_gpt2;
-  std::vector<double> curvature_product(std::span<const training_example> examples, std::span<const Scalar> v,
-                                        bool gauss_newton, std::string_view who) const;
+  vector_type curvature_product(std::span<const training_example> examples, std::span<const Scalar> v,
+                                bool gauss_newton, std::string_view who) const;
   std::vector<double> dual_curvature_pass(std::span<const training_example> examples, bool gauss_newton,
                                           std::string_view who) const;
   static std::vector<std::size_t> all_rows(std::size_t n) {
@@ -2198,25 +2198,18 @@ auto basic_gpt2<Scalar>::kfac_statistics(const training_example& example) const
 template <class Scalar>
 auto basic_gpt2<Scalar>::hessian_vector_product(std::span<const training_example> examples,
                                                 std::span<const Scalar> v) const -> vector_type {
-  const auto hv = curvature_product(examples, v, false, "hessian_vector_product");
-  auto out = vector_type::from_shape({hv.size()});
-  for (std::size_t i = 0; i < hv.size(); ++i) out[i] = static_cast<Scalar>(hv[i]);
-  return out;
+  return curvature_product(examples, v, false, "hessian_vector_product");
 }
 
 template <class Scalar>
 auto basic_gpt2<Scalar>::gauss_newton_vector_product(std::span<const training_example> examples,
                                                      std::span<const Scalar> v) const -> vector_type {
-  const auto gv = curvature_product(examples, v, true, "gauss_newton_vector_product");
-  auto out = vector_type::from_shape({gv.size()});
-  for (std::size_t i = 0; i < gv.size(); ++i) out[i] = static_cast<Scalar>(gv[i]);
-  return out;
+  return curvature_product(examples, v, true, "gauss_newton_vector_product");
 }
 
 template <class Scalar>
-std::vector<double> basic_gpt2<Scalar>::curvature_product(std::span<const training_example> examples,
-                                                          std::span<const Scalar> v, bool gauss_newton,
-                                                          std::string_view who) const {
+auto basic_gpt2<Scalar>::curvature_product(std::span<const training_example> examples, std::span<const Scalar> v,
+                                           bool gauss_newton, std::string_view who) const -> vector_type {
   detail::require<shape_error>(v.size() == parameters_.size(),
                                "glassbox::models::gpt2::{}: v must hold {} values (parameter_count), got {}", who,
                                parameters_.size(), v.size());
@@ -2224,7 +2217,10 @@ std::vector<double> basic_gpt2<Scalar>::curvature_product(std::span<const traini
   std::vector<D> p(parameters_.size());
   for (std::size_t i = 0; i < p.size(); ++i) p[i] = D(static_cast<double>(parameters_[i]), static_cast<double>(v[i]));
   const basic_gpt2<D> tangent_model(config_, p);
-  return tangent_model.dual_curvature_pass(examples, gauss_newton, who);
+  const std::vector<double> product = tangent_model.dual_curvature_pass(examples, gauss_newton, who);
+  auto out = vector_type::from_shape({product.size()});
+  for (std::size_t i = 0; i < product.size(); ++i) out[i] = static_cast<Scalar>(product[i]);
+  return out;
 }
 
 template <class Scalar>
