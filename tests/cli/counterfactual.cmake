@@ -10,13 +10,7 @@
 if(CMAKE_SCRIPT_MODE_FILE)
   cmake_minimum_required(VERSION 3.23)  # string(JSON) in script mode
 
-  function(run_glassbox)
-    execute_process(COMMAND "${PROGRAM}" ${ARGN} RESULT_VARIABLE status OUTPUT_VARIABLE out ERROR_VARIABLE err)
-    if(NOT status EQUAL 0)
-      string(REPLACE ";" " " shown "${ARGN}")
-      message(FATAL_ERROR "glassbox ${shown} failed with status ${status}:\n${out}${err}")
-    endif()
-  endfunction()
+  include("${CMAKE_CURRENT_LIST_DIR}/script_support.cmake")
 
   # Checks one label-flip document of the review; sets `first_edit` (position;from;to) in the caller.
   function(check_document file search)

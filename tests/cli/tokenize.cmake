@@ -8,13 +8,7 @@
 # file's "text" lines go through the BPE tokenizer.
 if(CMAKE_SCRIPT_MODE_FILE)
   cmake_minimum_required(VERSION 3.23)  # string(JSON) in script mode
-  function(run_glassbox)
-    execute_process(COMMAND "${PROGRAM}" ${ARGN} RESULT_VARIABLE status OUTPUT_VARIABLE out ERROR_VARIABLE err)
-    if(NOT status EQUAL 0)
-      string(REPLACE ";" " " shown "${ARGN}")
-      message(FATAL_ERROR "glassbox ${shown} failed with status ${status}:\n${out}${err}")
-    endif()
-  endfunction()
+  include("${CMAKE_CURRENT_LIST_DIR}/script_support.cmake")
   string(ASCII 194 160 nbsp)  # U+00A0 in UTF-8
   set(model "${WORK}/pair")
   run_glassbox(explain --model "${model}" --text "Hello world" --target "␣world" --method saliency
